@@ -6,6 +6,7 @@ times them and collects the numbers a user needs into ``report.json``.
 from __future__ import annotations
 
 import json
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -116,16 +117,14 @@ def run_pipeline(model, split: Split, out_dir, opts: PipelineOptions | None = No
     report["project"] = {"dir": _relative(out), "name": project.name, "part": opts.part,
                          "backend": opts.backend, "io_type": opts.io_type}
     report["options"] = {k: v for k, v in vars(opts).items() if k != "force"}
-    report["timing_s"] = dict(timer.seconds)
+    report["timing_s"] = {"train": 0.0, **timer.seconds}  # train stays 0 for a model trained elsewhere
     (Path(project.dir) / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report
 
 
 def _relative(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+    """Relative to the working directory, so a report never carries a machine's absolute path."""
+    return os.path.relpath(path.resolve(), Path.cwd().resolve())
 
 
 def summary_table(report: dict) -> str:
