@@ -53,6 +53,27 @@ def demo(out, force, seed, epochs, as_json):
 
 
 @cli.command()
+@click.argument("config", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the table.")
+def run(config, as_json):
+    """Run the pipeline described by a YAML CONFIG (see examples/).
+
+    \b
+    Example:
+      fpgacnn run examples/digits.yaml
+    """
+    from .config import load_config
+    from .job import run_job
+    from .pipeline import summary_table
+
+    cfg = load_config(config)
+    report = run_job(cfg, log=None if as_json else _log)
+    _echo_json(report) if as_json else click.echo("\n" + summary_table(report))
+    if not report["csim"]["bit_exact"]:
+        sys.exit(1)
+
+
+@cli.command()
 @click.argument("model", type=click.Path())
 @click.option("--data", required=True, type=click.Path(), help=".npz with x/y or x_train/y_train/x_test/y_test.")
 @click.option("--out", required=True, type=click.Path(), help="Project directory to create.")
