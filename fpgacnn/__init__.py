@@ -17,13 +17,13 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "relevance_scores": "fpgacnn.trim",
-    "trim": "fpgacnn.trim",
-    "quantize": "fpgacnn.quantize",
+    "relevance_scores": "fpgacnn.trimming",
+    "trim": "fpgacnn.trimming",
+    "quantize": "fpgacnn.quantization",
     "generate": "fpgacnn.hls.generate",
     "Project": "fpgacnn.hls.project",
-    "csim": "fpgacnn.csim",
-    "CsimResult": "fpgacnn.csim",
+    "csim": "fpgacnn.hls.csim",
+    "CsimResult": "fpgacnn.hls.csim",
     "FpgacnnError": "fpgacnn.errors",
 }
 

@@ -114,7 +114,7 @@ def trim(model, data, keep, out, force):
     """Remove the least relevant kernels of MODEL and save the smaller model."""
     from .data import load_npz_split
     from .modelio import load_model
-    from .trim import trim as trim_model
+    from .trimming import trim as trim_model
     from .errors import OutputExistsError
 
     if Path(out).exists() and not force:
@@ -133,7 +133,7 @@ def trim(model, data, keep, out, force):
 @click.option("--json", "as_json", is_flag=True)
 def csim_cmd(project_dir, samples, jobs, as_json):
     """Build the project's testbench with g++ and check it bit-exact against the QKeras model."""
-    from .csim import csim
+    from .hls.csim import csim
 
     result = csim(project_dir, samples=samples, jobs=jobs)
     d = result.to_dict()
@@ -143,6 +143,16 @@ def csim_cmd(project_dir, samples, jobs, as_json):
         click.echo(f"bit-exact: {d['bit_exact']}  samples: {d['samples']}  argmax agreement: "
                    f"{d['argmax_agreement']:.4f}  accuracy: {d['accuracy']}  ({d['img_per_s']:.0f} img/s)")
     sys.exit(0 if result.bit_exact else 1)
+
+
+@cli.command()
+@click.argument("project_dir", type=click.Path())
+def report(project_dir):
+    """Write report.html (self-contained, plots embedded) and report.md for a project."""
+    from .report import write_report
+
+    html_path, md_path = write_report(project_dir)
+    click.echo(f"wrote {html_path} and {md_path}")
 
 
 def _log(msg: str) -> None:

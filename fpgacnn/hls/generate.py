@@ -1,0 +1,300 @@
+"""QKeras model -> hls4ml HLS project on disk, with exact test vectors and a manifest.
+
+The project is written into a temporary directory next to ``out_dir`` and moved into place
+only when complete, so a failure never leaves a half-written project behind and never
+touches an existing one. Same inputs give a byte-identical tree: hls4ml's random build stamp
+and the temporary path it records are rewritten before the move.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError, InputError, OutputExistsError, ToolError, UnsupportedLayerError
+from . import testvectors as tv
+from .identifiers import safe_identifier, safe_text
+from .precision import hls_config, input_spec, layer_precisions
+from .project import MANIFEST, Project
+
+__all__ = ["generate", "model_sha256", "sanitized_model"]
+
+_STAGE = "generate"
+BACKENDS = ("Vitis", "Vivado")
+IO_TYPES = ("io_stream", "io_parallel")
+STRATEGIES = ("Latency", "Resource")
+
+
+def model_sha256(model) -> str:
+    """sha256 over the model's architecture JSON and its weights (shape, dtype, bytes)."""
+    h = hashlib.sha256()
+    h.update(json.dumps(json.loads(model.to_json()), sort_keys=True).encode())
+    for w in model.get_weights():
+        w = np.ascontiguousarray(w)
+        h.update(f"{w.dtype.str}{w.shape}".encode())
+        h.update(w.tobytes())
+    return h.hexdigest()
+
+
+def sanitized_model(qmodel):
+    """The same chain rebuilt with safe C++ identifiers as layer names.
+
+    Returns ``(model, {safe_name: original_name})``.
+    """
+    from tensorflow import keras
+
+    from ..quantization import layer_chain
+
+    chain = layer_chain(qmodel, stage=_STAGE)
+    # hls4ml reserves 'input' and names the activation it splits off layer X 'X_linear'
+    used: set[str] = {"input", "output"}
+
+    def safe(name: str) -> str:
+        ident = safe_identifier(name)
+        if ident.endswith("_linear"):
+            ident += "_l"
+        return safe_identifier(ident, used)
+
+    names = {}
+    in_layer = qmodel.layers[0]
+    in_name = safe(in_layer.name if isinstance(in_layer, keras.layers.InputLayer) else "input")
+    names[in_name] = in_layer.name if isinstance(in_layer, keras.layers.InputLayer) else "input"
+    inp = keras.Input(shape=qmodel.input_shape[1:], name=in_name)
+    h = inp
+    clones = []
+    for ly in chain:
+        new_name = safe(ly.name)
+        names[new_name] = ly.name
+        cfg = ly.get_config()
+        cfg["name"] = new_name
+        new = type(ly).from_config(cfg)
+        h = new(h)
+        clones.append((new, ly))
+    model = keras.Model(inp, h, name=safe_identifier(qmodel.name))
+    for new, old in clones:
+        new.set_weights(old.get_weights())
+    return model, names
+
+
+def _check_out_dir(out: Path, force: bool) -> bool:
+    """True when something is there that will be replaced."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        if not force:
+            raise OutputExistsError(out)
+        return True
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise OutputExistsError(out)
+    return out.exists()
+
+
+def _check_data(qmodel, x_test, y_test, float_model, classes):
+    in_shape = tuple(int(d) for d in qmodel.input_shape[1:])
+    n_out = int(qmodel.output_shape[-1])
+    if len(qmodel.output_shape) != 2:
+        raise InputError(f"the model output must be a vector, got shape {qmodel.output_shape[1:]}")
+    if x_test is not None:
+        x_test = np.asarray(x_test, dtype=np.float32)
+        if x_test.ndim != len(in_shape) + 1 or tuple(x_test.shape[1:]) != in_shape:
+            raise DataError(f"x_test has sample shape {x_test.shape[1:]}, the model wants {in_shape}")
+        if not np.all(np.isfinite(x_test)):
+            raise DataError("x_test contains NaN or infinity")
+    if y_test is not None:
+        if x_test is None:
+            raise DataError("y_test given without x_test")
+        y_test = np.asarray(y_test)
+        if len(y_test) != len(x_test):
+            raise DataError(f"{len(x_test)} test inputs but {len(y_test)} labels")
+    if float_model is not None:
+        if tuple(float_model.input_shape[1:]) != in_shape or int(float_model.output_shape[-1]) != n_out:
+            raise DataError("float_model's input/output shape differs from the quantized model's")
+    if classes is not None:
+        classes = [str(c) for c in classes]
+        if len(classes) != n_out:
+            raise DataError(f"{len(classes)} class names for {n_out} outputs")
+    return x_test, y_test, classes, in_shape, n_out
+
+
+def _text_files(root: Path):
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and not p.is_symlink():
+            yield p
+
+
+def _make_reproducible(root: Path, stamp_old: str | None, stamp_new: str) -> None:
+    """Rewrite the temp path and hls4ml's random stamp; drop files that cannot be made stable."""
+    tmp = str(root)
+    real = os.path.realpath(tmp)
+    for p in list(_text_files(root)):
+        # hls4ml's copy of the Keras model carries save dates (zip and HDF5 metadata); the
+        # manifest's sha256 identifies the model instead.
+        if p.suffix in (".pkl", ".pickle", ".keras", ".h5") or p.name.endswith(".tar.gz"):
+            p.unlink()
+            continue
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        new = text.replace(real, ".").replace(tmp, ".")
+        if stamp_old:
+            new = new.replace(stamp_old, stamp_new)
+        if p.name == "hls4ml_config.yml":
+            new = re.sub(r"(?m)^KerasModel:.*\n", "", new)
+        if new != text:
+            p.write_text(new, encoding="utf-8")
+
+
+def _testbench_files(tmp: Path, qmodel, spec, x_test, y_test, float_model, n_out):
+    tb = tmp / "tb_data"
+    tb.mkdir(exist_ok=True)
+    for old in tb.iterdir():  # ours are authoritative
+        if old.is_file():
+            old.unlink()
+    if x_test is None:
+        return {"samples": 0, "inputs": None, "expected": None, "float": None, "labels": None}
+    xs = spec.snap(x_test)
+    expected = np.asarray(qmodel.predict(xs, batch_size=256, verbose=0), dtype=np.float32).reshape(len(xs), -1)
+    tv.write_matrix(tmp / tv.INPUTS, xs.reshape(len(xs), -1))
+    tv.write_matrix(tmp / tv.EXPECTED, expected)
+    info = {"samples": int(len(xs)), "inputs": tv.INPUTS, "expected": tv.EXPECTED, "float": None, "labels": None}
+    if float_model is not None:
+        fp = np.asarray(float_model.predict(np.asarray(x_test, np.float32), batch_size=256, verbose=0),
+                        dtype=np.float32).reshape(len(xs), -1)
+        tv.write_matrix(tmp / tv.FLOAT, fp)
+        info["float"] = tv.FLOAT
+    if y_test is not None:
+        tv.write_labels(tmp / tv.LABELS, y_test)
+        info["labels"] = tv.LABELS
+    return info
+
+
+def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vitis", io_type: str = "io_stream",
+             x_test=None, *, y_test=None, float_model=None, name: str | None = None, force: bool = False,
+             clock_period_ns: float = 10.0, strategy: str = "Latency", reuse_factor: int = 1, classes=None,
+             source_model_sha256: str | None = None, input_bits: int = 8) -> Project:
+    """Write the hls4ml project for ``qmodel`` into ``out_dir`` and return its ``Project``.
+
+    ``x_test`` are float inputs; they are snapped to the input grid (see
+    ``fpgacnn.hls.precision``) and, with the QKeras logits on them, become the testbench
+    vectors. Refuses a non-empty ``out_dir`` unless ``force``. Does not compile anything.
+    """
+    import fpgacnn
+
+    from .render import render_project_files
+
+    if backend not in BACKENDS:
+        raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if io_type not in IO_TYPES:
+        raise InputError(f"io_type must be one of {', '.join(IO_TYPES)}, got {io_type!r}")
+    if strategy not in STRATEGIES:
+        raise InputError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if not isinstance(part, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", part):
+        raise InputError(f"part {part!r} is not a valid FPGA part name")
+    try:
+        clock = float(clock_period_ns)
+    except (TypeError, ValueError):
+        raise InputError(f"clock_period_ns must be a number, got {clock_period_ns!r}") from None
+    if not np.isfinite(clock) or clock <= 0:
+        raise InputError(f"clock_period_ns must be positive, got {clock_period_ns!r}")
+    if isinstance(reuse_factor, bool) or not isinstance(reuse_factor, (int, np.integer)) or reuse_factor < 1:
+        raise InputError(f"reuse_factor must be a positive integer, got {reuse_factor!r}")
+
+    out = Path(out_dir)
+    replacing = _check_out_dir(out, force)
+    x_test, y_test, classes, in_shape, n_out = _check_data(qmodel, x_test, y_test, float_model, classes)
+
+    display = name if name is not None else qmodel.name
+    top = safe_identifier(display)
+    hmodel, names = sanitized_model(qmodel)
+    spec = input_spec(x_test, input_bits)
+    chain = hmodel.layers[1:]
+    precisions = layer_precisions(chain, spec.type)
+    config = hls_config(hmodel, spec, precisions, backend=backend, strategy=strategy, reuse_factor=int(reuse_factor))
+    sha = source_model_sha256 or model_sha256(qmodel)
+
+    parent = out.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix="." + out.name + ".tmp-"))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a project is an ordinary directory
+        import hls4ml
+
+        try:
+            with _quiet():
+                hls_model = hls4ml.converters.convert_from_keras_model(
+                    hmodel, hls_config=config, output_dir=str(tmp), project_name=top, backend=backend, part=part,
+                    clock_period=clock, io_type=io_type)
+                stamp_old = hls_model.config.config.get("Stamp")
+                hls_model.write()
+        except (UnsupportedLayerError, InputError):
+            raise
+        except Exception as exc:  # hls4ml raises bare Exceptions for unsupported configs
+            raise ToolError(f"hls4ml could not convert the model: {type(exc).__name__}: {exc}") from exc
+        stamp_old = hls_model.config.config.get("Stamp", stamp_old)
+        stamp_new = hashlib.sha256(f"{sha}:{top}".encode()).hexdigest()[:8]
+        _make_reproducible(tmp, stamp_old, stamp_new)
+
+        tb = _testbench_files(tmp, qmodel, spec, x_test, y_test, float_model, n_out)
+        final = precisions[-1].result
+        manifest = {
+            "fpgacnn_version": fpgacnn.__version__,
+            "project": {"name": top, "display_name": safe_text(display), "top": top, "backend": backend,
+                        "io_type": io_type, "part": part, "clock_period_ns": clock, "strategy": strategy,
+                        "reuse_factor": int(reuse_factor)},
+            "model": {"name": safe_text(qmodel.name), "sha256": sha, "params": int(qmodel.count_params()),
+                      "input_shape": [int(d) for d in in_shape], "n_outputs": n_out,
+                      "classes": classes if classes is not None else [str(i) for i in range(n_out)]},
+            "input": spec.manifest(),
+            "output": {"precision": final.cpp(), "softmax": "host",
+                       "float32_exact": all(lp.float32_exact for lp in precisions)},
+            "precision": {"layers": [lp.manifest(safe_text(names.get(lp.name, lp.name))) for lp in precisions]},
+            "testbench": tb,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n", encoding="utf-8")
+        render_project_files(tmp, manifest)
+        _move_into_place(tmp, out, replacing)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Project(dir=out, name=top, manifest=manifest)
+
+
+def _move_into_place(tmp: Path, out: Path, replacing: bool) -> None:
+    if not replacing:
+        os.replace(tmp, out)
+        return
+    old = Path(tempfile.mkdtemp(dir=tmp.parent, prefix="." + out.name + ".old-"))
+    os.rmdir(old)
+    os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink()
+
+
+class _quiet:
+    """Silence hls4ml's prints (it reports every layer on stdout)."""
+
+    def __enter__(self):
+        import contextlib
+
+        self._buf = io.StringIO()
+        self._cm = contextlib.redirect_stdout(self._buf)
+        self._cm.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._cm.__exit__(*exc)
