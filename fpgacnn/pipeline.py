@@ -33,6 +33,7 @@ class PipelineOptions:
     batch_size: int = 64
     learning_rate: float = 1e-3
     seed: int = 0
+    distill: bool = True          # fine-tune and QAT distilled from the previous stage's model
     name: str = "myproject"
     force: bool = False
 
@@ -66,7 +67,9 @@ def run_pipeline(model, split: Split, out_dir, opts: PipelineOptions | None = No
                  timer: StageTimer | None = None, log=None, source_sha256: str | None = None) -> dict:
     """Trim, quantize, generate and simulate ``model``; returns (and writes) the report."""
     from . import csim, generate, quantize, trim
-    from .zoo import accuracy, train
+    from .hls.precision import input_spec
+    from .distill import finetune
+    from .zoo import accuracy
 
     opts = opts or PipelineOptions()
     timer = timer or StageTimer()
@@ -87,22 +90,27 @@ def run_pipeline(model, split: Split, out_dir, opts: PipelineOptions | None = No
         rep = x_train[rng.permutation(len(x_train))[: opts.representative]]
         trimmed = trim(model, rep, keep=opts.keep, batch_size=opts.batch_size)
         if opts.finetune_epochs > 0:
-            train(trimmed, x_train, y_train, x_val, y_val, epochs=opts.finetune_epochs,
-                  batch_size=opts.batch_size, learning_rate=opts.learning_rate, seed=opts.seed)
+            finetune(trimmed, x_train, y_train, teacher=model if opts.distill else None,
+                     epochs=opts.finetune_epochs, batch_size=opts.batch_size,
+                     learning_rate=opts.learning_rate, seed=opts.seed, x_val=x_val, y_val=y_val)
     report["model"]["params_after"] = int(trimmed.count_params())
     report["accuracy"]["trimmed"] = accuracy(trimmed, x_test, y_test)
 
+    # One input grid for QAT, the testbench and the hardware, chosen from the training data.
+    grid = input_spec(x_train, opts.bits)
     with timer.stage("quantize", log):
         qmodel = quantize(trimmed, bits=opts.bits, x=x_train, y=y_train, epochs=opts.qat_epochs,
-                          batch_size=opts.batch_size, seed=opts.seed)
-    report["accuracy"]["quantized"] = accuracy(qmodel, x_test, y_test)
+                          batch_size=opts.batch_size, seed=opts.seed, input_bits=opts.bits, input_type=grid,
+                          teacher=trimmed if opts.distill else None)
+    report["accuracy"]["quantized"] = accuracy(qmodel, grid.snap(x_test), y_test)
 
     n_csim = len(x_test) if opts.csim_samples is None else min(opts.csim_samples, len(x_test))
     with timer.stage("generate", log):
         project = generate(qmodel, out, part=opts.part, backend=opts.backend, io_type=opts.io_type,
                            x_test=x_test[:n_csim], y_test=y_test[:n_csim], float_model=trimmed,
                            name=opts.name, force=opts.force, clock_period_ns=opts.clock_period_ns,
-                           classes=split.classes, source_model_sha256=source_sha256)
+                           classes=split.classes, source_model_sha256=source_sha256,
+                           input_bits=opts.bits, input_type=grid)
     with timer.stage("csim", log):
         result = csim(project)
 

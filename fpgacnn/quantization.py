@@ -370,13 +370,17 @@ def _loss_for(y, n_out):
 # --------------------------------------------------------------------------------------
 def quantize(model, bits: int = 8, x=None, y=None, epochs: int = 2, *, batch_size: int = 64, seed: int = 0,
              learning_rate: float = 1e-3, fold_batchnorm: bool = True, int_bits: int | None = None,
-             input_bits: int = 8):
+             input_bits: int = 8, input_type=None, teacher=None, temperature: float = 4.0,
+             alpha: float = 0.5):
     """QKeras version of ``model`` with ``bits``-bit weights, biases and ReLU outputs.
 
     ``x`` (optional) sets the ReLU integer bits from observed activations; with ``y`` too,
     the model is fine-tuned quantization-aware for ``epochs`` epochs on ``x`` snapped to the
     ``input_bits`` input grid. Without ``y`` it is a post-training conversion. The result
     outputs logits (a final softmax is removed). Deterministic for a given ``seed``.
+    ``input_type`` (an ``InputSpec``) fixes the input grid; pass the same one to ``generate``.
+    With a float ``teacher`` (classification labels only), QAT is distilled from it (see
+    ``fpgacnn.distill``), which keeps the quantized model's decisions close to the float one's.
     """
     from tensorflow import keras
 
@@ -402,7 +406,14 @@ def quantize(model, bits: int = 8, x=None, y=None, epochs: int = 2, *, batch_siz
         except Exception:  # older TF or already enabled
             pass
         loss, yt = _loss_for(y, int(qmodel.output_shape[-1]))
-        xt = snap_inputs(x, bits=input_bits)
-        qmodel.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss)
-        qmodel.fit(xt, yt, epochs=int(epochs), batch_size=int(batch_size), shuffle=True, verbose=0)
+        xt = snap_inputs(x, spec=input_type, bits=input_bits)
+        if teacher is not None and yt.ndim == 1:
+            from .distill import finetune
+
+            finetune(qmodel, xt, yt, teacher=teacher, teacher_input=x, epochs=int(epochs),
+                     batch_size=int(batch_size), learning_rate=learning_rate, seed=int(seed),
+                     temperature=temperature, alpha=alpha)
+        else:
+            qmodel.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss)
+            qmodel.fit(xt, yt, epochs=int(epochs), batch_size=int(batch_size), shuffle=True, verbose=0)
     return qmodel

@@ -11,7 +11,7 @@ from fpgacnn.pipeline import PipelineOptions, run_pipeline
 @pytest.fixture(scope="module")
 def pipeline_report(trained_small_vgg, digits, tmp_path_factory):
     out = tmp_path_factory.mktemp("e2e") / "prj"
-    opts = PipelineOptions(keep=0.5, bits=8, finetune_epochs=5, qat_epochs=5, csim_samples=120,
+    opts = PipelineOptions(keep=0.5, bits=8, finetune_epochs=10, qat_epochs=10, csim_samples=120,
                            name="e2e_cnn")
     report = run_pipeline(trained_small_vgg, digits, out, opts)
     return out, report

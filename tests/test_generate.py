@@ -35,7 +35,8 @@ def _tiny(pool: str = "max", bn: bool = False, seed: int = 0):
 
 def _data(n=N_SAMPLES, seed=0):
     rng = np.random.default_rng(seed)
-    return rng.random((n, 8, 8, 1)).astype("float32"), rng.integers(0, 10, n)
+    # camera-like pixels p/256, p in 0..255: the ap_ufixed<8,0> input grid
+    return (rng.integers(0, 256, (n, 8, 8, 1)) / 256).astype("float32"), rng.integers(0, 10, n)
 
 
 @pytest.fixture(scope="module")

@@ -140,12 +140,16 @@ def test_snap_inputs_grid():
     from fpgacnn.hls.precision import input_spec
     from fpgacnn.quantization import snap_inputs
 
-    x = np.array([0.0, 1 / 255, 0.5, 0.998, 1.0], np.float32)
+    x = np.array([0.0, 1 / 255, 0.5, 0.99], np.float32)  # camera pixels p/256 stay below 1
     s = snap_inputs(x)
     spec = input_spec(x)
     assert spec.precision == "ap_ufixed<8,0>" and spec.scale == 1 / 256 and spec.offset == 0.0
     np.testing.assert_array_equal(s * 256, np.round(s * 256))
-    assert s[-1] == 255 / 256 and s[0] == 0
+    assert s[0] == 0 and s[-1] == round(0.99 * 256) / 256
+    # data reaching 1.0 (e.g. pixel / 255) needs an integer bit, or 1.0 would saturate
+    with_one = input_spec(np.array([0.0, 0.5, 1.0]))
+    assert with_one.precision == "ap_ufixed<8,1>"
+    np.testing.assert_array_equal(with_one.snap([1.0, 1 / 16, 0.3]), np.float32([1.0, 1 / 16, 0.296875]))
     signed = input_spec(np.array([-1.0, 0.7]))
     assert signed.precision == "ap_fixed<8,1>"
     np.testing.assert_array_equal(signed.snap([-2.0, 0.3, 5.0]), np.float32([-1.0, 0.296875, 127 / 128]))

@@ -177,12 +177,15 @@ def _testbench_files(tmp: Path, qmodel, spec, x_test, y_test, float_model, n_out
 def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vitis", io_type: str = "io_stream",
              x_test=None, *, y_test=None, float_model=None, name: str | None = None, force: bool = False,
              clock_period_ns: float = 10.0, strategy: str = "Latency", reuse_factor: int = 1, classes=None,
-             source_model_sha256: str | None = None, input_bits: int = 8) -> Project:
+             source_model_sha256: str | None = None, input_bits: int = 8, input_type=None) -> Project:
     """Write the hls4ml project for ``qmodel`` into ``out_dir`` and return its ``Project``.
 
     ``x_test`` are float inputs; they are snapped to the input grid (see
     ``fpgacnn.hls.precision``) and, with the QKeras logits on them, become the testbench
-    vectors. Refuses a non-empty ``out_dir`` unless ``force``. Does not compile anything.
+    vectors. ``input_type`` (an ``InputSpec``) fixes the input grid, so the one used for
+    quantization-aware training is the one the hardware gets; without it the grid is
+    derived from ``x_test``. Refuses a non-empty ``out_dir`` unless ``force``. Does not
+    compile anything.
     """
     import fpgacnn
 
@@ -212,7 +215,7 @@ def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vit
     display = name if name is not None else qmodel.name
     top = safe_identifier(display)
     hmodel, names = sanitized_model(qmodel)
-    spec = input_spec(x_test, input_bits)
+    spec = input_type or input_spec(x_test, input_bits)
     chain = hmodel.layers[1:]
     precisions = layer_precisions(chain, spec.type)
     config = hls_config(hmodel, spec, precisions, backend=backend, strategy=strategy, reuse_factor=int(reuse_factor))

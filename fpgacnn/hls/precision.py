@@ -146,12 +146,17 @@ def input_spec(x=None, bits: int = 8) -> InputSpec:
     if not np.all(np.isfinite(x)):
         raise InputError("inputs contain NaN or infinity")
     lo, hi = float(x.min()), float(x.max())
-    if lo >= 0:
-        integer = 0 if hi <= 1 else math.ceil(math.log2(hi))
-        return InputSpec(Fixed(bits, min(integer, bits), False))
-    mag = max(-lo, hi)
-    integer = (0 if mag <= 1 else math.ceil(math.log2(mag))) + 1
-    return InputSpec(Fixed(bits, min(integer, bits), True))
+    signed = lo < 0
+    # The fewest integer bits whose range holds the data's extremes: [0, 1) fits
+    # ap_ufixed<B,0> (camera pixel p as p/256), but data reaching 1.0 needs one more bit.
+    for integer in range(0, bits + 1):
+        t = Fixed(bits, integer, signed)
+        step = 2.0 ** (integer - bits)
+        top = 2.0 ** (integer - (1 if signed else 0)) - step
+        bottom = -(2.0 ** (integer - 1)) if signed else 0.0
+        if hi <= top + step / 2 and lo >= bottom - step / 2:  # rounds into range, no saturation
+            return InputSpec(t)
+    return InputSpec(Fixed(bits, bits, signed))
 
 
 # --------------------------------------------------------------------------------------
