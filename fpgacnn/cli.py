@@ -24,7 +24,9 @@ def _echo_json(obj) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fpgacnn")
-def cli():
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or stage messages (errors still print).")
+@click.option("-v", "--verbose", is_flag=True, help="Also show TensorFlow's and hls4ml's own messages.")
+def cli(quiet, verbose):
     """Trim, quantize and turn a trained Keras CNN into a bit-exact hls4ml FPGA project.
 
     \b
@@ -33,6 +35,16 @@ def cli():
       fpgacnn build model.h5 --data data.npz --out hw_projects/cam
       fpgacnn csim hw_projects/cam --samples 200
     """
+    from .progress import configure
+
+    configure(quiet=quiet, verbose=verbose)
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    else:  # Keras/QKeras serialization chatter is not actionable for a user
+        import warnings
+
+        warnings.filterwarnings("ignore", category=UserWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 @cli.command()
@@ -156,7 +168,10 @@ def report(project_dir):
 
 
 def _log(msg: str) -> None:
-    click.echo(msg, err=True)
+    from .progress import is_quiet
+
+    if not is_quiet():
+        click.echo(msg, err=True)
 
 
 def main(argv=None) -> None:

@@ -33,7 +33,7 @@ def distillation_loss(n_classes: int, temperature: float = 4.0, alpha: float = 0
 
 def finetune(student, x, y, *, teacher=None, epochs: int = 10, batch_size: int = 64,
              learning_rate: float = 1e-3, seed: int = 0, x_val=None, y_val=None,
-             temperature: float = 4.0, alpha: float = 0.5, teacher_input=None):
+             temperature: float = 4.0, alpha: float = 0.5, teacher_input=None, desc: str = "fine-tune"):
     """Fine-tune ``student`` in place on integer labels ``y``, distilled from ``teacher`` if given.
 
     ``teacher_input`` lets the teacher see other inputs than the student (e.g. float images
@@ -41,10 +41,12 @@ def finetune(student, x, y, *, teacher=None, epochs: int = 10, batch_size: int =
     """
     from tensorflow import keras
 
+    from .progress import epoch_callback
+
     keras.utils.set_random_seed(seed)
     n = int(student.output_shape[-1])
     y = np.asarray(y).astype(np.int64)
-    callbacks = []
+    callbacks = [epoch_callback(int(epochs), desc)]
     if teacher is None:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         targets = y

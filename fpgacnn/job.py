@@ -52,9 +52,6 @@ def run_job(cfg: dict, log=None) -> dict:
         clock_period_ns=1000.0 / cfg["target"]["clock_mhz"], finetune_epochs=cfg["trim"]["finetune_epochs"],
         qat_epochs=cfg["quantize"]["qat_epochs"], representative=cfg["trim"]["representative"],
         csim_samples=cfg["csim"]["samples"], seed=cfg["data"]["seed"], name=cfg["hls"]["name"],
-        force=cfg["output"]["force"],
+        force=cfg["output"]["force"], criterion=cfg["trim"]["criterion"], preprocessing=preprocessing,
     )
-    report = run_pipeline(model, split, out, opts, timer=timer, log=log, source_sha256=sha)
-    if preprocessing:
-        report["preprocessing"] = preprocessing
-    return report
+    return run_pipeline(model, split, out, opts, timer=timer, log=log, source_sha256=sha)

@@ -34,6 +34,8 @@ class PipelineOptions:
     learning_rate: float = 1e-3
     seed: int = 0
     distill: bool = True          # fine-tune and QAT distilled from the previous stage's model
+    criterion: str = "relevance"  # relevance | l1 | apoz | random
+    preprocessing: dict | None = None  # image-folder recipe, recorded in the project manifest
     name: str = "myproject"
     force: bool = False
 
@@ -66,9 +68,6 @@ def check_output_dir(out_dir, force: bool) -> Path:
 def run_pipeline(model, split: Split, out_dir, opts: PipelineOptions | None = None,
                  timer: StageTimer | None = None, log=None, source_sha256: str | None = None) -> dict:
     """Trim, quantize, generate and simulate ``model``; returns (and writes) the report."""
-    from . import csim, generate, quantize, trim
-    from .hls.precision import input_spec
-    from .distill import finetune
     from .zoo import accuracy
 
     opts = opts or PipelineOptions()
@@ -86,19 +85,17 @@ def run_pipeline(model, split: Split, out_dir, opts: PipelineOptions | None = No
     report["accuracy"]["float"] = accuracy(model, x_test, y_test)
 
     with timer.stage("trim", log):
-        rng = np.random.default_rng(opts.seed)
-        rep = x_train[rng.permutation(len(x_train))[: opts.representative]]
-        trimmed = trim(model, rep, keep=opts.keep, batch_size=opts.batch_size)
-        if opts.finetune_epochs > 0:
-            finetune(trimmed, x_train, y_train, teacher=model if opts.distill else None,
-                     epochs=opts.finetune_epochs, batch_size=opts.batch_size,
-                     learning_rate=opts.learning_rate, seed=opts.seed, x_val=x_val, y_val=y_val)
+        trimmed, report["trim"] = _trim_stage(model, x_train, y_train, x_val, y_val, opts)
     report["model"]["params_after"] = int(trimmed.count_params())
     report["accuracy"]["trimmed"] = accuracy(trimmed, x_test, y_test)
+
+    from .hls.precision import input_spec
 
     # One input grid for QAT, the testbench and the hardware, chosen from the training data.
     grid = input_spec(x_train, opts.bits)
     with timer.stage("quantize", log):
+        from . import quantize
+
         qmodel = quantize(trimmed, bits=opts.bits, x=x_train, y=y_train, epochs=opts.qat_epochs,
                           batch_size=opts.batch_size, seed=opts.seed, input_bits=opts.bits, input_type=grid,
                           teacher=trimmed if opts.distill else None)
@@ -106,12 +103,16 @@ def run_pipeline(model, split: Split, out_dir, opts: PipelineOptions | None = No
 
     n_csim = len(x_test) if opts.csim_samples is None else min(opts.csim_samples, len(x_test))
     with timer.stage("generate", log):
+        from . import generate
+
         project = generate(qmodel, out, part=opts.part, backend=opts.backend, io_type=opts.io_type,
                            x_test=x_test[:n_csim], y_test=y_test[:n_csim], float_model=trimmed,
                            name=opts.name, force=opts.force, clock_period_ns=opts.clock_period_ns,
                            classes=split.classes, source_model_sha256=source_sha256,
-                           input_bits=opts.bits, input_type=grid)
+                           input_bits=opts.bits, input_type=grid, preprocessing=opts.preprocessing)
     with timer.stage("csim", log):
+        from . import csim
+
         result = csim(project)
 
     report["accuracy"]["csim"] = result.accuracy
@@ -121,13 +122,61 @@ def run_pipeline(model, split: Split, out_dir, opts: PipelineOptions | None = No
         "samples": int(result.samples),
         "max_abs_diff": float(result.max_abs_diff),
         "img_per_s": float(result.img_per_s),
+        "confusion": _confusion(result.outputs, y_test[:n_csim], n_out),
     }
+    if project.manifest.get("estimate"):
+        report["estimate"] = project.manifest["estimate"]
     report["project"] = {"dir": _relative(out), "name": project.name, "part": opts.part,
                          "backend": opts.backend, "io_type": opts.io_type}
-    report["options"] = {k: v for k, v in vars(opts).items() if k != "force"}
+    report["options"] = {k: v for k, v in vars(opts).items() if k not in ("force", "preprocessing")}
+    if opts.preprocessing:
+        report["preprocessing"] = opts.preprocessing
     report["timing_s"] = {"train": 0.0, **timer.seconds}  # train stays 0 for a model trained elsewhere
     (Path(project.dir) / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report
+
+
+def _trim_stage(model, x_train, y_train, x_val, y_val, opts: PipelineOptions):
+    """Trim by the chosen criterion, then recover accuracy by (distilled) fine-tuning.
+
+    For the relevance criterion the scores are computed once here and handed to the
+    trimmer, so the report can carry their distribution without a second pass.
+    """
+    from .distill import finetune
+    from .trimming import relevance_scores, trim_model
+
+    rng = np.random.default_rng(opts.seed)
+    rep = x_train[rng.permutation(len(x_train))[: opts.representative]]
+    scores = relevance_scores(model, rep, batch_size=opts.batch_size) if opts.criterion == "relevance" else None
+    result = trim_model(model, rep, keep=opts.keep, batch_size=opts.batch_size, scores=scores,
+                        criterion=opts.criterion, seed=opts.seed)
+    trimmed = result.model
+    if opts.finetune_epochs > 0:
+        finetune(trimmed, x_train, y_train, teacher=model if opts.distill else None,
+                 epochs=opts.finetune_epochs, batch_size=opts.batch_size,
+                 learning_rate=opts.learning_rate, seed=opts.seed, x_val=x_val, y_val=y_val)
+    layers = result.report.get("layers", {})
+    summary = {
+        "criterion": opts.criterion,
+        "keep": opts.keep,
+        "layers": [{"name": name, "kernels_before": int(v["kernels_before"]), "kernels_after": int(v["kernels_after"])}
+                   for name, v in layers.items()],
+        "params_before": result.report.get("params_before"),
+        "params_after": result.report.get("params_after"),
+        "macs_before": result.report.get("macs_before"),
+        "macs_after": result.report.get("macs_after"),
+    }
+    if scores:
+        summary["scores"] = {k: [round(float(v), 6) for v in np.asarray(arr).ravel()] for k, arr in scores.items()}
+    return trimmed, summary
+
+
+def _confusion(outputs, labels, n_classes: int) -> list[list[int]]:
+    """Rows: true class; columns: class the C simulation predicted."""
+    m = np.zeros((n_classes, n_classes), dtype=np.int64)
+    pred = np.asarray(outputs).reshape(len(labels), -1).argmax(axis=1)
+    np.add.at(m, (np.asarray(labels), pred), 1)
+    return m.tolist()
 
 
 def _relative(path: Path) -> str:

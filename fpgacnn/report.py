@@ -18,14 +18,19 @@ from .errors import InputError
 CAPACITY_KEYS = ("DSP", "BRAM_18K", "LUT", "FF")
 
 
-def _figure_png(draw) -> bytes:
+def _figure_png(draw, panels: int = 1) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
-    draw(ax)
+    cols = min(panels, 3)
+    rows = -(-panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.4 if panels == 1 else 3.2 * cols, 3.6 if panels == 1 else 2.4 * rows),
+                             dpi=100, squeeze=False)
+    for extra in axes.ravel()[panels:]:
+        extra.set_visible(False)
+    draw(axes.ravel()[0] if panels == 1 else axes.ravel()[:panels])
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
@@ -46,14 +51,14 @@ def _plot_kernels(layers):
     return draw
 
 
-def _plot_histograms(scores: dict):
-    def draw(ax):
-        for name, vals in scores.items():
-            ax.hist(vals, bins=20, histtype="step", label=name)
-        ax.set_xlabel("relevance (mean post-activation output)")
-        ax.set_ylabel("kernels")
-        ax.set_title("Relevance per layer")
-        ax.legend(fontsize=7)
+def _plot_histograms(scores: dict, kept: dict):
+    """One panel per layer: a shared axis would hide layers whose scores sit in a narrow band."""
+    def draw(axes):
+        for ax, (name, vals) in zip(axes, scores.items()):
+            ax.hist(vals, bins=20, color="tab:blue")
+            ax.set_title(f"{name} (kept {kept.get(name, '?')}/{len(vals)})", fontsize=8)
+            ax.tick_params(labelsize=7)
+        axes[0].set_ylabel("kernels", fontsize=8)
     return draw
 
 
@@ -104,7 +109,10 @@ def _plots(report: dict, manifest: dict) -> list[tuple[str, str, bytes]]:
     if trim.get("layers"):
         plots.append(("kernels", "Kernels per layer", _figure_png(_plot_kernels(trim["layers"]))))
     if trim.get("scores"):
-        plots.append(("relevance", "Relevance histograms", _figure_png(_plot_histograms(trim["scores"]))))
+        kept = {l["name"]: l["kernels_after"] for l in trim.get("layers", [])}
+        scores = {k: v for k, v in trim["scores"].items() if k in kept and kept[k] < len(v)} or trim["scores"]
+        plots.append(("relevance", "Relevance per layer (mean post-activation output over the representative images)",
+                      _figure_png(_plot_histograms(scores, kept), panels=len(scores))))
     if len(report.get("rounds") or []) > 1:
         plots.append(("rounds", "Accuracy vs size", _figure_png(_plot_rounds(report["rounds"]))))
     est = report.get("estimate") or {}

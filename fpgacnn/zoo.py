@@ -50,9 +50,11 @@ def train(model, x, y, x_val=None, y_val=None, epochs: int = 30, batch_size: int
     """Seeded training with cross-entropy on logits and early stopping on validation loss."""
     from tensorflow import keras
 
+    from .progress import epoch_callback
+
     keras.utils.set_random_seed(seed)
     compile_for_logits(model, learning_rate)
-    callbacks = []
+    callbacks = [epoch_callback(epochs, "train")]
     val = None
     if x_val is not None:
         val = (x_val, y_val)

@@ -177,7 +177,8 @@ def _testbench_files(tmp: Path, qmodel, spec, x_test, y_test, float_model, n_out
 def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vitis", io_type: str = "io_stream",
              x_test=None, *, y_test=None, float_model=None, name: str | None = None, force: bool = False,
              clock_period_ns: float = 10.0, strategy: str = "Latency", reuse_factor: int = 1, classes=None,
-             source_model_sha256: str | None = None, input_bits: int = 8, input_type=None) -> Project:
+             source_model_sha256: str | None = None, input_bits: int = 8, input_type=None,
+             preprocessing: dict | None = None) -> Project:
     """Write the hls4ml project for ``qmodel`` into ``out_dir`` and return its ``Project``.
 
     ``x_test`` are float inputs; they are snapped to the input grid (see
@@ -261,6 +262,8 @@ def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vit
             "precision": {"layers": [lp.manifest(safe_text(names.get(lp.name, lp.name))) for lp in precisions]},
             "testbench": tb,
         }
+        if preprocessing:  # how camera images became model inputs; the camera side must match it
+            manifest["preprocessing"] = json.loads(json.dumps(preprocessing, default=str))
         (tmp / MANIFEST).write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n", encoding="utf-8")
         render_project_files(tmp, manifest)
         _move_into_place(tmp, out, replacing)
