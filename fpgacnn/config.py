@@ -52,7 +52,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
               "epochs": (40, _num(0, 10000, integer=True)), "allow_code": (False, _type(bool))},
     "data": {"source": ("digits", _choice("digits", "npz", "folder")), "path": (None, _type(str)),
              "image_size": (None, _size), "color_mode": ("rgb", _choice("rgb", "grayscale")),
-             "scale": (1.0 / 255.0, _num(0, lo_open=True)), "offset": (0.0, _num()),
+             "scale": (1.0 / 256.0, _num(0, lo_open=True)), "offset": (0.0, _num()),
              "test_fraction": (0.2, _num(0, 0.9, lo_open=True)), "seed": (0, _num(0, integer=True))},
     "trim": {"keep": (0.5, _num(0, 1, lo_open=True)), "criterion": ("relevance", _choice("relevance", "l1", "apoz", "random")),
              "finetune_epochs": (10, _num(0, 10000, integer=True)), "representative": (500, _num(1, integer=True))},

@@ -19,7 +19,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tif
 class Preprocessing:
     image_size: tuple[int, int]          # (height, width) after resize
     color_mode: str = "rgb"              # "rgb" or "grayscale"
-    scale: float = 1.0 / 255.0
+    scale: float = 1.0 / 256.0  # pixel p -> p/256: exactly on the ap_ufixed<8,0> grid
     offset: float = 0.0
     resample: str = "bilinear"
 

@@ -54,6 +54,7 @@ def _plot_kernels(layers):
 def _plot_histograms(scores: dict, kept: dict):
     """One panel per layer: a shared axis would hide layers whose scores sit in a narrow band."""
     def draw(axes):
+        axes = list(axes) if not hasattr(axes, "hist") else [axes]
         for ax, (name, vals) in zip(axes, scores.items()):
             ax.hist(vals, bins=20, color="tab:blue")
             ax.set_title(f"{name} (kept {kept.get(name, '?')}/{len(vals)})", fontsize=8)
@@ -95,7 +96,8 @@ def _plot_confusion(matrix, classes):
         ax.set_yticks(range(len(classes)), classes, fontsize=7)
         for (i, j), v in np.ndenumerate(m):
             if v:
-                ax.text(j, i, str(v), ha="center", va="center", fontsize=6)
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=6,
+                        color="white" if v > m.max() / 2 else "black")
         ax.set_xlabel("predicted (csim)")
         ax.set_ylabel("true")
         ax.set_title("Confusion matrix of the C simulation")
@@ -128,7 +130,10 @@ def _plots(report: dict, manifest: dict) -> list[tuple[str, str, bytes]]:
 def _rows(report: dict) -> list[tuple[str, str]]:
     acc, cs, model = report.get("accuracy", {}), report.get("csim", {}), report.get("model", {})
     rows = [("parameters", f"{model.get('params_before', 0):,} → {model.get('params_after', 0):,}")]
-    rows += [(f"accuracy ({k})", f"{v:.4f}") for k, v in acc.items() if isinstance(v, float)]
+    order = ["float", "trimmed", "quantized", "csim"]
+    for k in order + sorted(set(acc) - set(order)):
+        if isinstance(acc.get(k), float):
+            rows.append((f"accuracy ({k})", f"{acc[k]:.4f}"))
     if cs:
         rows += [("csim bit-exact", f"{cs.get('bit_exact')} on {cs.get('samples')} samples"),
                  ("csim argmax agreement", f"{cs.get('argmax_agreement', 0):.4f}")]
@@ -140,7 +145,9 @@ def _rows(report: dict) -> list[tuple[str, str]]:
     for key, fmt in (("latency_ms", "{:.3f} ms"), ("fps", "{:,.0f} frames/s")):
         if key in perf:
             rows.append((key.replace("_", " "), fmt.format(perf[key])))
-    rows += [(f"time {k} (s)", f"{v:.1f}") for k, v in report.get("timing_s", {}).items()]
+    stages = ["train", "trim", "quantize", "generate", "csim"]
+    timing = report.get("timing_s", {})
+    rows += [(f"time {k} (s)", f"{timing[k]:.1f}") for k in stages + sorted(set(timing) - set(stages)) if k in timing]
     return rows
 
 
