@@ -25,6 +25,7 @@ _EXPORTS = {
     "csim": "fpgacnn.hls.csim",
     "CsimResult": "fpgacnn.hls.csim",
     "FpgacnnError": "fpgacnn.errors",
+    "fit": "fpgacnn.estimate.fit",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

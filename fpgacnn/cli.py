@@ -60,7 +60,7 @@ def demo(out, force, seed, epochs, as_json):
 
     report = run_demo(out, force=force, seed=seed, epochs=epochs, log=(lambda m: None) if as_json else _log)
     _echo_json(report) if as_json else click.echo("\n" + summary_table(report))
-    if not report["csim"]["bit_exact"]:
+    if not report["csim"]["passed"]:
         sys.exit(1)
 
 
@@ -81,7 +81,7 @@ def run(config, as_json):
     cfg = load_config(config)
     report = run_job(cfg, log=None if as_json else _log)
     _echo_json(report) if as_json else click.echo("\n" + summary_table(report))
-    if not report["csim"]["bit_exact"]:
+    if not report["csim"]["passed"]:
         sys.exit(1)
 
 
@@ -103,16 +103,18 @@ def build(model, data, out, keep, bits, part, backend, epochs, name, force, allo
     from .data import load_npz_split
     from .modelio import file_sha256, load_model
     from .pipeline import PipelineOptions, check_output_dir, run_pipeline, summary_table
+    from .validate import check_options
 
+    opts = PipelineOptions(keep=keep, bits=bits, part=part, backend=backend, finetune_epochs=epochs,
+                           qat_epochs=epochs, name=name, force=force)
+    check_options(opts)  # before loading anything: a typo in --part should not wait for TensorFlow
     check_output_dir(out, force)
     m = load_model(model, allow_code=allow_code)
     split = load_npz_split(data)
-    opts = PipelineOptions(keep=keep, bits=bits, part=part, backend=backend, finetune_epochs=epochs,
-                           qat_epochs=epochs, name=name, force=force)
     report = run_pipeline(m, split, Path(out), opts, log=None if as_json else _log,
                           source_sha256=file_sha256(model))
     _echo_json(report) if as_json else click.echo("\n" + summary_table(report))
-    if not report["csim"]["bit_exact"]:
+    if not report["csim"]["passed"]:
         sys.exit(1)
 
 
@@ -125,7 +127,7 @@ def build(model, data, out, keep, bits, part, backend, epochs, name, force, allo
 def trim(model, data, keep, out, force):
     """Remove the least relevant kernels of MODEL and save the smaller model."""
     from .data import load_npz_split
-    from .modelio import load_model
+    from .modelio import load_model, save_model
     from .trimming import trim as trim_model
     from .errors import OutputExistsError
 
@@ -134,8 +136,127 @@ def trim(model, data, keep, out, force):
     m = load_model(model)
     split = load_npz_split(data)
     small = trim_model(m, split.x_train, keep=keep)
-    small.save(out)
+    save_model(small, out)
     click.echo(f"{m.count_params():,} -> {small.count_params():,} parameters; saved {out}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("--bits", default=8, show_default=True, help="Weight/bias/activation bit width.")
+@click.option("--data", type=click.Path(), default=None,
+              help=".npz for activation ranges and quantization-aware fine-tuning (labels optional).")
+@click.option("--epochs", default=5, show_default=True, help="QAT epochs (needs labels in --data).")
+@click.option("--out", required=True, type=click.Path(), help="Where to save the QKeras model (.h5 or .keras).")
+@click.option("--force", is_flag=True)
+def quantize(model, bits, data, epochs, out, force):
+    """Convert a float MODEL to QKeras (BN folded) and optionally fine-tune it quantization-aware."""
+    from .data import load_npz_split
+    from .errors import OutputExistsError
+    from .modelio import load_model, save_model
+    from .quantization import quantize as to_qkeras
+
+    if Path(out).exists() and not force:
+        raise OutputExistsError(out)
+    m = load_model(model)
+    x = y = None
+    if data:
+        split = load_npz_split(data)
+        x, y = split.x_train, split.y_train
+    q = to_qkeras(m, bits=bits, x=x, y=y, epochs=epochs if y is not None else 0)
+    save_model(q, out)
+    click.echo(f"quantized to {bits} bits; saved {out}")
+
+
+@cli.command()
+@click.argument("qmodel", type=click.Path())
+@click.option("--data", required=True, type=click.Path(), help=".npz whose test images become the testbench vectors.")
+@click.option("--out", required=True, type=click.Path(), help="Project directory to create.")
+@click.option("--samples", default=200, show_default=True, help="Test vectors written to tb_data/.")
+@click.option("--part", default="xc7z020clg400-1", show_default=True)
+@click.option("--backend", default="Vitis", show_default=True, type=click.Choice(["Vitis", "Vivado"]))
+@click.option("--io-type", default="io_stream", show_default=True, type=click.Choice(["io_stream", "io_parallel"]))
+@click.option("--clock", "clock_mhz", default=100.0, show_default=True, help="Target clock in MHz.")
+@click.option("--name", default="myproject", show_default=True, help="Project / top function name.")
+@click.option("--force", is_flag=True, help="Replace an existing project directory.")
+def generate(qmodel, data, out, samples, part, backend, io_type, clock_mhz, name, force):
+    """Write the HLS project for a QKeras QMODEL (hls4ml C++ + build scripts + testbench)."""
+    from .data import load_npz_split
+    from .hls.generate import generate as write_project
+    from .modelio import file_sha256, load_model
+    from .pipeline import check_output_dir
+
+    check_output_dir(out, force)
+    q = load_model(qmodel)
+    split = load_npz_split(data)
+    n = min(samples, len(split.x_test))
+    project = write_project(q, out, part=part, backend=backend, io_type=io_type, x_test=split.x_test[:n],
+                            y_test=split.y_test[:n], name=name, force=force, clock_period_ns=1000.0 / clock_mhz,
+                            classes=split.classes, source_model_sha256=file_sha256(qmodel))
+    click.echo(f"wrote {project.dir} (top function {project.name}, {n} test vectors); next: fpgacnn csim {out}")
+
+
+@cli.command("estimate")
+@click.argument("model", type=click.Path())
+@click.option("--part", default="xc7z020clg400-1", show_default=True, help="Catalogue name or ordering code.")
+@click.option("--clock", "clock_mhz", default=100.0, show_default=True, type=float, help="Clock in MHz.")
+@click.option("--bits", default=8, show_default=True, help="Bit width a float model is quantized to.")
+@click.option("--reuse", default=1, show_default=True, type=int, help="Reuse factor of every layer.")
+@click.option("--strategy", default="Latency", show_default=True, type=click.Choice(["Latency", "Resource"]))
+@click.option("--allow-code", is_flag=True, help="Allow Lambda/custom layers to run code from the model file.")
+@click.option("--json", "as_json", is_flag=True)
+def estimate_cmd(model, part, clock_mhz, bits, reuse, strategy, allow_code, as_json):
+    """Estimate DSP, BRAM, LUT, FF, latency and frame rate of MODEL on a part (no vendor tools)."""
+    from .estimate.commands import estimate_json, estimate_model
+    from .estimate.parts import get_part
+    from .estimate.summary import capacity_table
+    from .modelio import load_model
+
+    get_part(part)  # an unknown part fails before the model is loaded
+    est, how = estimate_model(load_model(model, allow_code=allow_code), part=part, clock_mhz=clock_mhz, bits=bits,
+                              reuse=reuse, strategy=strategy)
+    if as_json:
+        _echo_json(estimate_json(est, how))
+    else:
+        click.echo(f"{how}; fpgacnn estimator, not vendor synthesis\n{capacity_table(est)}")
+
+
+@cli.command("fit")
+@click.argument("model", type=click.Path())
+@click.option("--data", required=True, type=click.Path(), help=".npz with x/y or x_train/y_train[/x_val/y_val].")
+@click.option("--part", required=True, help="Catalogue name or ordering code, e.g. xc7z020clg400-1.")
+@click.option("--fps", required=True, type=float, help="Frames per second the design must sustain.")
+@click.option("--clock", "clock_mhz", default=100.0, show_default=True, type=float, help="Clock in MHz.")
+@click.option("--max-utilization", default=0.8, show_default=True, type=float, help="Cap on every resource.")
+@click.option("--epochs", default=5, show_default=True, help="Fine-tuning (and QAT) epochs per candidate.")
+@click.option("--out", type=click.Path(), default=None, help="Save the chosen models and fit.json here.")
+@click.option("--force", is_flag=True, help="Replace an existing --out directory.")
+@click.option("--allow-code", is_flag=True, help="Allow Lambda/custom layers to run code from the model file.")
+@click.option("--json", "as_json", is_flag=True)
+def fit_cmd(model, data, part, fps, clock_mhz, max_utilization, epochs, out, force, allow_code, as_json):
+    """Find the most accurate trim level, bit width and reuse factors of MODEL that fit a part at FPS."""
+    from .data import load_npz_split
+    from .errors import OutputExistsError
+    from .estimate.commands import save_fit
+    from .estimate.fit import fit
+    from .estimate.points import table_text
+    from .modelio import load_model
+
+    from .estimate.parts import get_part
+
+    get_part(part)
+    if out and Path(out).exists() and (not Path(out).is_dir() or any(Path(out).iterdir())) and not force:
+        raise OutputExistsError(out)
+    split = load_npz_split(data)
+    has_val = split.x_val is not None and len(split.x_val) > 0
+    result = fit(load_model(model, allow_code=allow_code), split.x_train, split.y_train, part, fps=fps,
+                 clock_mhz=clock_mhz, max_utilization=max_utilization, x_val=split.x_val if has_val else None,
+                 y_val=split.y_val if has_val else None, finetune_epochs=epochs, log=None if as_json else _log)
+    if out:
+        save_fit(result, out, force=force)
+    if as_json:
+        _echo_json({k: v for k, v in result.to_dict().items() if k != "hls_config"})
+    else:
+        click.echo(table_text(result.table) + "\n\n" + result.summary() + (f"\nsaved {out}" if out else ""))
 
 
 @cli.command("csim")
@@ -154,7 +275,7 @@ def csim_cmd(project_dir, samples, jobs, as_json):
     else:
         click.echo(f"bit-exact: {d['bit_exact']}  samples: {d['samples']}  argmax agreement: "
                    f"{d['argmax_agreement']:.4f}  accuracy: {d['accuracy']}  ({d['img_per_s']:.0f} img/s)")
-    sys.exit(0 if result.bit_exact else 1)
+    sys.exit(0 if result.passed else 1)  # passed: every check of the project's contract held
 
 
 @cli.command()
@@ -175,8 +296,13 @@ def _log(msg: str) -> None:
 
 
 def main(argv=None) -> None:
+    from .atomic import signals_as_exceptions
+    from .errors import Terminated
+
     try:
-        cli.main(args=argv, prog_name="fpgacnn", standalone_mode=False)
+        # SIGTERM/SIGHUP become an exception, so temporary outputs are cleaned up on the way out
+        with signals_as_exceptions():
+            cli.main(args=argv, prog_name="fpgacnn", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -191,6 +317,9 @@ def main(argv=None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Terminated as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":

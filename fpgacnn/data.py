@@ -47,8 +47,8 @@ def load_digits_split(seed: int = 0, val_fraction: float = 0.1, test_fraction: f
 def check_images(x, input_shape, what: str = "x") -> np.ndarray:
     """Images as float32 NHWC matching ``input_shape`` (without batch), or a DataError."""
     x = np.asarray(x)
-    if x.dtype == object or not np.issubdtype(x.dtype, np.number):
-        raise DataError(f"{what} must be a numeric array, got dtype {x.dtype}")
+    if x.dtype == object or not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        raise DataError(f"{what} must be a real numeric array, got dtype {x.dtype}")
     expected = tuple(int(d) if d is not None else None for d in input_shape)
     if x.ndim != len(expected) + 1 or any(e is not None and e != s for e, s in zip(expected, x.shape[1:])):
         raise DataError(f"{what} has shape {x.shape}, the model expects (N, {', '.join(map(str, expected))})")
@@ -63,6 +63,8 @@ def check_images(x, input_shape, what: str = "x") -> np.ndarray:
 def check_labels(y, n: int, n_classes: int, what: str = "y") -> np.ndarray:
     """Integer class labels (or one-hot) for ``n`` samples, each in [0, n_classes)."""
     y = np.asarray(y)
+    if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == bool) or np.iscomplexobj(y):
+        raise DataError(f"{what} must be numeric class labels, got dtype {y.dtype}")
     if y.ndim == 2 and y.shape[1] == n_classes:
         y = y.argmax(axis=1)
     if y.ndim != 1 or len(y) != n:

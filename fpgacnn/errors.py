@@ -55,3 +55,27 @@ class ToolError(FpgacnnError):
 
 class CheckFailed(FpgacnnError):
     """A verification ran and said no (e.g. csim not bit-exact)."""
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived (see ``fpgacnn.atomic.signals_as_exceptions``).
+
+    A ``BaseException`` like ``KeyboardInterrupt``: ``except Exception`` blocks must not
+    swallow it, but ``finally`` blocks run, so temporary outputs are removed on the way out.
+    The CLI exits with the shell's code for the signal, 128 + its number.
+    """
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+        try:
+            name = signal.Signals(self.signum).name
+        except ValueError:
+            name = f"signal {self.signum}"
+        super().__init__(f"terminated by {name}")
+
+
+class BudgetError(InputError):
+    """No design meets the resource and frame-rate budget; names the bottleneck and by how much."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Split, check_images, check_labels
+from .atomic import deferred_signals, make_temp_dir, replace_dir
+from .data import Split
 from .errors import InputError, OutputExistsError
+from .validate import check_options, check_pipeline_model, check_split
 
 
 @dataclass
@@ -35,6 +38,10 @@ class PipelineOptions:
     seed: int = 0
     distill: bool = True          # fine-tune and QAT distilled from the previous stage's model
     criterion: str = "relevance"  # relevance | l1 | apoz | random
+    fps: float = 30.0             # frame-rate target for choosing the reuse factor
+    max_utilization: float = 0.8  # of every resource of the part
+    strategy: str | None = None   # None: the fastest design that fits the part; else fixed
+    reuse_factor: int = 1         # with a fixed strategy
     preprocessing: dict | None = None  # image-folder recipe, recorded in the project manifest
     name: str = "myproject"
     force: bool = False
@@ -72,14 +79,12 @@ def run_pipeline(model, split: Split, out_dir, opts: PipelineOptions | None = No
 
     opts = opts or PipelineOptions()
     timer = timer or StageTimer()
+    # Everything that can be checked without training is checked first (fpgacnn.validate).
+    check_options(opts)
     out = check_output_dir(out_dir, opts.force)
-    in_shape = model.input_shape[1:]
+    check_pipeline_model(model, opts.io_type)
+    x_train, y_train, x_val, y_val, x_test, y_test = check_split(split, model)
     n_out = int(model.output_shape[-1])
-    x_train = check_images(split.x_train, in_shape, "training images")
-    x_test = check_images(split.x_test, in_shape, "test images")
-    y_train = check_labels(split.y_train, len(x_train), n_out, "training labels")
-    y_test = check_labels(split.y_test, len(x_test), n_out, "test labels")
-    x_val, y_val = split.x_val, split.y_val
 
     report: dict = {"model": {"params_before": int(model.count_params())}, "accuracy": {}}
     report["accuracy"]["float"] = accuracy(model, x_test, y_test)
@@ -102,27 +107,46 @@ def run_pipeline(model, split: Split, out_dir, opts: PipelineOptions | None = No
     report["accuracy"]["quantized"] = accuracy(qmodel, grid.snap(x_test), y_test)
 
     n_csim = len(x_test) if opts.csim_samples is None else min(opts.csim_samples, len(x_test))
-    with timer.stage("generate", log):
-        from . import generate
+    # The project, its csim build and report.json are put together in a staging directory
+    # next to ``out`` and renamed into place at the end: an interrupted or failed run leaves
+    # the previous project (or nothing), never a project without its report.
+    staging = make_temp_dir(out.absolute().parent, out.name)
+    try:
+        work = staging / "project"
+        with timer.stage("generate", log):
+            from . import generate
 
-        project = generate(qmodel, out, part=opts.part, backend=opts.backend, io_type=opts.io_type,
-                           x_test=x_test[:n_csim], y_test=y_test[:n_csim], float_model=trimmed,
-                           name=opts.name, force=opts.force, clock_period_ns=opts.clock_period_ns,
-                           classes=split.classes, source_model_sha256=source_sha256,
-                           input_bits=opts.bits, input_type=grid, preprocessing=opts.preprocessing)
-    with timer.stage("csim", log):
-        from . import csim
+            strategy, reuse, report["hardware"] = _choose_hardware(qmodel, grid, opts)
+            project = generate(qmodel, work, part=opts.part, backend=opts.backend, io_type=opts.io_type,
+                               strategy=strategy, reuse_factor=reuse,
+                               x_test=x_test[:n_csim], y_test=y_test[:n_csim], float_model=trimmed,
+                               name=opts.name, clock_period_ns=opts.clock_period_ns,
+                               classes=split.classes, source_model_sha256=source_sha256,
+                               input_bits=opts.bits, input_type=grid, preprocessing=opts.preprocessing)
+        with timer.stage("csim", log):
+            from . import csim
 
-        result = csim(project)
+            result = csim(project)
+        _finish_report(report, result, project, out, y_test[:n_csim], n_out, opts, timer)
+        (work / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        replace_dir(work, out, force=opts.force)
+    finally:
+        with deferred_signals():
+            shutil.rmtree(staging, ignore_errors=True)
+    return report
 
+
+def _finish_report(report: dict, result, project, out: Path, y_csim, n_out: int, opts: PipelineOptions,
+                   timer: StageTimer) -> None:
     report["accuracy"]["csim"] = result.accuracy
     report["csim"] = {
         "bit_exact": bool(result.bit_exact),
+        "passed": bool(result.passed),
         "argmax_agreement": float(result.argmax_agreement),
         "samples": int(result.samples),
         "max_abs_diff": float(result.max_abs_diff),
         "img_per_s": float(result.img_per_s),
-        "confusion": _confusion(result.outputs, y_test[:n_csim], n_out),
+        "confusion": _confusion(result.outputs, y_csim, n_out),
     }
     if project.manifest.get("estimate"):
         report["estimate"] = project.manifest["estimate"]
@@ -132,8 +156,49 @@ def run_pipeline(model, split: Split, out_dir, opts: PipelineOptions | None = No
     if opts.preprocessing:
         report["preprocessing"] = opts.preprocessing
     report["timing_s"] = {"train": 0.0, **timer.seconds}  # train stays 0 for a model trained elsewhere
-    (Path(project.dir) / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    return report
+
+
+def _choose_hardware(qmodel, grid, opts: PipelineOptions):
+    """The fastest (strategy, reuse factor) whose estimate fits the part at the frame rate.
+
+    Fully parallel (Latency, reuse 1) is tried first; then multipliers are shared more and
+    more (Resource strategy) until the design fits under ``max_utilization`` of every
+    resource while still meeting ``fps``. Estimates take seconds, so this costs little; a
+    design that cannot fit is still generated, and the report says what is short.
+    """
+    from .errors import FpgacnnError
+    from .estimate.design import Design, estimate_design, prepare
+    from .estimate.parts import get_part
+
+    if opts.strategy is not None:
+        return opts.strategy, opts.reuse_factor, {"chosen": {"strategy": opts.strategy, "reuse_factor": opts.reuse_factor},
+                                                  "search": "fixed by the user"}
+    clock_mhz = 1000.0 / opts.clock_period_ns
+    try:
+        part = get_part(opts.part)
+        prepared = prepare(qmodel, input_type=grid, input_bits=opts.bits)
+    except FpgacnnError as exc:  # a custom part, or a model the estimator cannot read
+        return "Latency", 1, {"chosen": {"strategy": "Latency", "reuse_factor": 1}, "search": f"skipped: {exc}"}
+    tried = []
+    for strategy, reuse in [("Latency", 1)] + [("Resource", r) for r in (2, 4, 8, 16, 32, 64, 128, 256)]:
+        design = Design(part=opts.part, clock_mhz=clock_mhz, io_type=opts.io_type, backend=opts.backend,
+                        strategy=strategy, reuse_factor=reuse)
+        try:
+            est = estimate_design(prepared, design, part=part)
+        except FpgacnnError:
+            continue
+        fits, fast = est.fits(part, opts.max_utilization), est.throughput_fps >= opts.fps
+        tried.append({"strategy": strategy, "reuse_factor": reuse, "fits": fits, "fps": round(est.throughput_fps, 1),
+                      **{k: int(v) for k, v in est.total.items()}})
+        if fits and fast:
+            break
+        if not fast:
+            break  # sharing more only gets slower
+    ok = [t for t in tried if t["fits"] and t["fps"] >= opts.fps]
+    pick = ok[0] if ok else min(tried, key=lambda t: t["LUT"], default={"strategy": "Latency", "reuse_factor": 1})
+    info = {"chosen": {"strategy": pick["strategy"], "reuse_factor": pick["reuse_factor"]}, "fits": bool(ok),
+            "max_utilization": opts.max_utilization, "fps_target": opts.fps, "tried": tried}
+    return pick["strategy"], pick["reuse_factor"], info
 
 
 def _trim_stage(model, x_train, y_train, x_val, y_val, opts: PipelineOptions):

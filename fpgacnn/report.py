@@ -13,6 +13,7 @@ import io
 import json
 from pathlib import Path
 
+from .atomic import atomic_write_text
 from .errors import InputError
 
 CAPACITY_KEYS = ("DSP", "BRAM_18K", "LUT", "FF")
@@ -147,6 +148,12 @@ def _rows(report: dict) -> list[tuple[str, str]]:
             rows.append((key.replace("_", " "), fmt.format(perf[key])))
     stages = ["train", "trim", "quantize", "generate", "csim"]
     timing = report.get("timing_s", {})
+    syn = report.get("synthesis") or {}
+    est_total = (report.get("estimate") or {}).get("total") or {}
+    for key in ("DSP", "BRAM_18K", "LUT", "FF", "latency_cycles", "ii_cycles"):
+        if key in syn:
+            est = f" (estimate {est_total[key]:,.0f})" if key in est_total else ""
+            rows.append((f"synthesis {key}", f"{syn[key]:,.0f}{est}"))
     rows += [(f"time {k} (s)", f"{timing[k]:.1f}") for k in stages + sorted(set(timing) - set(stages)) if k in timing]
     return rows
 
@@ -157,6 +164,11 @@ def write_report(project_dir) -> tuple[Path, Path]:
     if not rj.is_file():
         raise InputError(f"'{project_dir}' has no report.json: run the pipeline (fpgacnn build/run/demo) first")
     report = json.loads(rj.read_text())
+    from .hls.synthesis import synthesis_results
+
+    synthesis = synthesis_results(project_dir)  # present once the vendor flow has run
+    if synthesis:
+        report["synthesis"] = synthesis
     mf = project_dir / "fpgacnn.json"
     manifest = json.loads(mf.read_text()) if mf.is_file() else {}
     name = manifest.get("project", {}).get("display_name") or project_dir.name
@@ -171,7 +183,7 @@ def write_report(project_dir) -> tuple[Path, Path]:
         (files / f"{slug}.png").write_bytes(png)
         md += ["", f"## {title}", "", f"![{title}](report_files/{slug}.png)"]
     md_path = project_dir / "report.md"
-    md_path.write_text("\n".join(md) + "\n")
+    atomic_write_text(md_path, "\n".join(md) + "\n")  # an interrupted run never leaves half a report
 
     esc = html.escape
     body = [f"<h1>fpgacnn report: {esc(name)}</h1>", "<table>"]
@@ -185,5 +197,5 @@ def write_report(project_dir) -> tuple[Path, Path]:
             "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:4px 10px;text-align:left}"
             "img{max-width:100%}</style></head><body>" + "\n".join(body) + "</body></html>\n")
     html_path = project_dir / "report.html"
-    html_path.write_text(page)
+    atomic_write_text(html_path, page)
     return html_path, md_path

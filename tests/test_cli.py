@@ -92,3 +92,19 @@ def test_lambda_layer_is_not_loaded(tmp_path, data_npz):
     keras.Model(inp, out).save(model_path)
     proc = run_cli("build", model_path, "--data", data_npz, "--out", tmp_path / "prj")
     assert_one_line_error(proc, "Lambda", "sneaky")
+
+
+def test_stage_commands_chain(tmp_path, data_npz, trained_small_vgg):
+    """trim → quantize → generate → csim, each a separate command on files, as in a Makefile."""
+    model_path = tmp_path / "float.h5"
+    trained_small_vgg.save(model_path)
+    steps = [
+        ("trim", model_path, "--data", data_npz, "--keep", "0.75", "--out", tmp_path / "trimmed.h5"),
+        ("quantize", tmp_path / "trimmed.h5", "--data", data_npz, "--epochs", "1", "--out", tmp_path / "q.h5"),
+        ("generate", tmp_path / "q.h5", "--data", data_npz, "--samples", "12", "--out", tmp_path / "prj"),
+        ("csim", tmp_path / "prj"),
+    ]
+    for args in steps:
+        proc = run_cli("--quiet", *args)
+        assert proc.returncode == 0, (args[0], proc.stderr[-1500:])
+    assert "bit-exact: True" in proc.stdout and "samples: 12" in proc.stdout

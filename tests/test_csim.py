@@ -182,9 +182,33 @@ def test_compile_failure_reports_log(project, first_run, tmp_path):
     shutil.copytree(project.dir, copy, ignore=shutil.ignore_patterns("csim"))
     tb = copy / "fpgacnn_tb.cpp"
     tb.write_text('#error "deliberately broken"\n' + tb.read_text())
-    with pytest.raises(ToolError, match="deliberately broken"):
+    with pytest.raises(ToolError, match="deliberately broken") as err:
         csim(copy)
+    assert "\n" not in str(err.value) and "build.log" in str(err.value)  # one line, pointing at the log
     assert not (copy / "csim/fpgacnn_tb").exists()
+
+
+def _cli_csim(project_dir, env_path):
+    env = {**os.environ, "PATH": env_path, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "fpgacnn.cli", "csim", str(project_dir)], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def test_cli_gxx_missing_or_failing_is_one_line(project, first_run, tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    r = _cli_csim(project.dir, str(empty))
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "g++ not found" in r.stderr
+    assert "Traceback" not in r.stderr
+
+    broken = tmp_path / "broken"
+    shutil.copytree(project.dir, broken, ignore=shutil.ignore_patterns("csim"))
+    tb = broken / "fpgacnn_tb.cpp"
+    tb.write_text('#error "deliberately broken"\n' + tb.read_text())
+    r = _cli_csim(broken, os.environ["PATH"])
+    assert r.returncode == 1, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "deliberately broken" in r.stderr, r.stderr
 
 
 def test_bad_inputs(project, tmp_path):

@@ -87,31 +87,50 @@ def test_render_all_files_deterministic(hls_dir, tmp_path):
         assert str(tmp_path) not in text, name  # no absolute paths
         assert not re.search(r"20\d\d-\d\d-\d\d", text), name  # no dates
     mk = first["Makefile"]
-    for target in ("csim:", "synth:", "clean:"):
-        assert re.search(rf"^{target}", mk, re.M)
+    for target in ("csim:", "csynth:", "cosim:", "export:", "synth:", "clean:"):
+        assert re.search(rf"^{target}", mk, re.M), target
     assert "-O2 -std=c++17 -Ifirmware -Ifirmware/ap_types" in mk and "-O0" not in mk
+    assert "v++ -c --mode hls --config hls_config.cfg" in mk
+    assert "vitis-run --mode hls --cosim --config hls_config.cfg" in mk
+    assert "vitis-run --mode hls --package --config hls_config.cfg" in mk
+    assert 'vitis_hls -f fpgacnn_synth.tcl "$(3)"' in mk
     cfg = first["hls_config.cfg"]
     assert "part=xc7z020clg400-1" in cfg and "syn.top=myproject" in cfg and "clock=10ns" in cfg
     assert "syn.file=firmware/myproject.cpp" in cfg and "tb.file=fpgacnn_tb.cpp" in cfg
+    assert "[hls]\nflow_target=vivado" in cfg and "package.output.format=ip_catalog" in cfg
+    assert "cosim.argv=tb_data/tb_input_features.dat cosim_outputs.dat 0 10 tb_data/tb_output_predictions.dat" in cfg
+    tcl = first["fpgacnn_synth.tcl"]
+    assert "set_top myproject" in tcl and "export_design -format ip_catalog" in tcl and "cosim_design -argv" in tcl
     readme = first["README.md"]
-    for needed in ("xc7z020clg400-1", "10 ns", "8 x 8 x 1", "410", "make csim", "make synth",
-                   "ap_fixed<16,6>", "argmax", "0.00390625"):
+    for needed in ("xc7z020clg400-1", "10 ns", "8 x 8 x 1", "410", "make csim", "make csynth", "make cosim",
+                   "make export", "ap_fixed<16,6>", "argmax", "0.00390625"):
         assert needed in readme.replace("`", ""), needed
     tb = first["fpgacnn_tb.cpp"]
     assert "myproject(input_1, layer7_out);" in tb and "setprecision(17)" in tb
     assert "copy_data<double, input_t, 0, 8*8*1>(in, input_1)" in tb
 
 
-def test_vivado_backend_and_no_tool_message(hls_dir, tmp_path):
-    mf = base_manifest()
-    mf["project"]["backend"] = "Vivado"
-    _, files = render_copy(hls_dir, tmp_path / "v", mf)
-    assert "vivado_hls -f \"fpgacnn_synth.tcl\"" in files["Makefile"]
-    if shutil.which("make") and not shutil.which("vivado_hls"):
-        import subprocess
+@pytest.mark.parametrize("backend,tool,message", [
+    ("Vivado", "vivado_hls", "vivado_hls not found"),
+    ("Vitis", "vitis-run", "no AMD Vitis HLS found"),
+])
+def test_vendor_targets_without_the_tool(hls_dir, tmp_path, backend, tool, message):
+    import subprocess
 
-        r = subprocess.run(["make", "synth"], cwd=tmp_path / "v", capture_output=True, text=True)
-        assert r.returncode != 0 and "vivado_hls not found" in r.stderr
+    mf = base_manifest()
+    mf["project"]["backend"] = backend
+    _, files = render_copy(hls_dir, tmp_path / "v", mf)
+    if backend == "Vivado":
+        assert 'vivado_hls -f fpgacnn_synth.tcl "$(2)"' in files["Makefile"]
+        assert "v++" not in files["Makefile"]
+    if not shutil.which("make"):
+        pytest.skip("make not installed")
+    if shutil.which(tool) or shutil.which("vitis_hls"):
+        pytest.skip(f"{tool} is installed: the no-tool message cannot be seen")
+    for target in ("csynth", "cosim", "export", "synth"):
+        r = subprocess.run(["make", target], cwd=tmp_path / "v", capture_output=True, text=True)
+        assert r.returncode != 0, target
+        assert f"make {'csynth' if target == 'synth' else target}: {message}" in r.stderr, r.stderr
 
 
 def test_hostile_names_cannot_change_meaning(hls_dir, tmp_path):
@@ -187,3 +206,98 @@ def test_missing_project_dir(tmp_path):
 
 def test_manifest_is_json_roundtrippable():
     json.dumps(base_manifest())
+
+
+# ---------------------------------------------------------------- AXI4-Stream wrapper
+AXIS_FILES = ["firmware/myproject_axis.h", "firmware/myproject_axis.cpp", "myproject_axis_tb.cpp",
+              "firmware/ap_axi_sdata_csim.h"]
+
+
+def axi_manifest():
+    mf = base_manifest()
+    mf["project"]["axi_stream"] = True
+    mf["input"]["precision"] = "ap_ufixed<8,0>"
+    mf["output"]["precision"] = "ap_fixed<20,5>"
+    return mf
+
+
+def test_axi_wrapper_files_and_top(hls_dir, tmp_path):
+    paths, files = render_copy(hls_dir, tmp_path / "a", axi_manifest())
+    rel = sorted(p.relative_to(tmp_path / "a").as_posix() for p in paths)
+    assert rel == sorted(RENDERED + AXIS_FILES)
+    assert not (hls_dir / "firmware/ap_types/ap_axi_sdata.h").exists()  # why the stand-in exists
+    header = (tmp_path / "a/firmware/myproject_axis.h").read_text()
+    assert "__has_include(<ap_axi_sdata.h>)" in header and '#include "ap_axi_sdata_csim.h"' in header
+    assert "typedef ap_axiu<8, 0, 0, 0> pixel_beat_t;" in header
+    assert "typedef ap_axiu<64, 0, 0, 0> result_beat_t;" in header
+    wrapper = (tmp_path / "a/firmware/myproject_axis.cpp").read_text()
+    for pragma in ("INTERFACE axis port=pixels", "INTERFACE axis port=result", "INTERFACE ap_ctrl_none port=return",
+                   "DATAFLOW"):
+        assert f"#pragma HLS {pragma}" in wrapper
+    assert "myproject(core_in, core_out);" in wrapper
+    cfg = files["hls_config.cfg"]
+    assert "syn.top=myproject_axis" in cfg and "syn.file=firmware/myproject_axis.cpp" in cfg
+    assert "tb.file=myproject_axis_tb.cpp" in cfg and "tb.file=fpgacnn_tb.cpp" not in cfg
+    assert "set_top myproject_axis" in files["fpgacnn_synth.tcl"]
+    assert "csim/$(NAME)_axis_tb" in files["Makefile"]
+    assert "ap_axiu<64,0,0,0>" in files["README.md"].replace(" ", "")
+
+
+@pytest.mark.parametrize("where,value", [
+    (("project", "axi_stream"), "yes"),
+    (("model", "input_shape"), [64]),
+    (("model", "input_shape"), [8, 8, 0]),
+    (("input", "precision"), "float"),
+    (("input", "precision"), 'ap_ufixed<8,0>"; system("rm -rf x"); //'),
+    (("input", "scale"), 0.1),
+    (("input", "offset"), "1; rm"),
+    (("output", "precision"), "ap_fixed<2000,5>"),
+    (("model", "n_outputs"), "10"),
+])
+def test_axi_bad_manifest_rejected(hls_dir, tmp_path, where, value):
+    from fpgacnn.hls.render import render_project_files
+
+    mf = axi_manifest()
+    mf[where[0]][where[1]] = value
+    d = tmp_path / "p"
+    shutil.copytree(hls_dir, d)
+    with pytest.raises(InputError):
+        render_project_files(d, mf)
+    assert not (d / "Makefile").exists() and not (d / "firmware/myproject_axis.cpp").exists()
+
+
+def test_axi_wrapper_ignores_hostile_display_text(hls_dir, tmp_path):
+    _, clean = render_copy(hls_dir, tmp_path / "clean", axi_manifest())
+    mf = axi_manifest()
+    mf["project"]["display_name"] = HOSTILE
+    mf["model"]["classes"] = [HOSTILE] * 10
+    mf["input"]["note"] = HOSTILE
+    render_copy(hls_dir, tmp_path / "evil", mf)
+    for rel in AXIS_FILES:
+        assert (tmp_path / "evil" / rel).read_text() == (tmp_path / "clean" / rel).read_text(), rel
+
+
+def test_axi_result_rows_against_qkeras():
+    import numpy as np
+
+    from fpgacnn.errors import ToolError
+    from fpgacnn.hls.axis import summarize_results
+
+    expected = np.array([[0.5, 2.0, -1.0], [3.0, 3.0, 0.0], [0.0, -0.25, -0.5], [1.0, 0.0, 0.0]])
+    good = np.array([[1, 2.0, 0], [0, 3.0, 0], [0, 0.0, 0], [-1, 0, 0]])  # ties: lowest index; last skipped
+    r = summarize_results(good, expected, "exact")
+    assert r["passed"] and r["streamed"] == 3 and r["skipped"] == 1 and r["classes"] == [1, 0, 0, -1]
+    assert r["class_agreement"] == 1.0 and r["score_exact"] is True
+    wrong_class = good.copy()
+    wrong_class[1, 0] = 1
+    assert not summarize_results(wrong_class, expected, "exact")["passed"]
+    wrong_score = good.copy()
+    wrong_score[0, 1] = 2.0 + 2 ** -15
+    assert not summarize_results(wrong_score, expected, "exact")["passed"]
+    assert summarize_results(wrong_score, expected, "argmax")["passed"]  # probabilities: class only
+    flagged = good.copy()
+    flagged[2, 2] = 1
+    assert summarize_results(flagged, expected, "exact")["frame_errors"] == 1
+    assert not summarize_results(np.array([[-1, 0, 0]] * 4), expected, "exact")["passed"]  # nothing streamed
+    with pytest.raises(ToolError):
+        summarize_results(good[:, :2], expected, "exact")

@@ -4,7 +4,11 @@
 firmware into ``<project>/csim/fpgacnn_tb`` (skipped when nothing that goes into the
 binary changed), runs it on the test vectors in ``tb_data/`` (split by sample range
 across processes), and compares every output value exactly with the QKeras predictions.
+A project with the AXI4-Stream wrapper (manifest ``project.axi_stream``) also gets its
+wrapper testbench built and run on the same samples: the class index the wrapper sends
+must be the argmax of the QKeras outputs (``CsimResult.axis``).
 Only the project directory is needed, so a project copied elsewhere simulates the same.
+Every error is one line; the compiler's full output stays in ``csim/build.log``.
 """
 from __future__ import annotations
 
@@ -19,7 +23,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from ..atomic import atomic_write_text, run_group
 from ..errors import InputError, ToolError
+from .axis import summarize_results
 from .project import Project
 from .render import CXXFLAGS, TESTBENCH, WEIGHTS_DEFINE, render_testbench
 from .identifiers import safe_identifier
@@ -28,7 +34,6 @@ __all__ = ["csim", "CsimResult"]
 
 BUILD_DIR = "csim"
 BINARY = "fpgacnn_tb"
-STAMP = "fpgacnn_tb.stamp"
 RESULT = "result.json"
 _SOURCE_SUFFIXES = {".h", ".hh", ".hpp", ".cpp", ".cc", ".cxx", ".c", ".inc", ".tpp", ".ipp"}
 _MIN_PER_JOB = 2  # split only when every process gets at least this many samples
@@ -50,10 +55,23 @@ class CsimResult:
     outputs: np.ndarray = field(repr=False)
     argmax_reference: str = "float"  # "float" predictions, or "expected" when there are none
     jobs: int = 1
+    # manifest testbench.compare: "exact" (every value equals the QKeras logits) or "argmax"
+    # (hardware softmax: each sample's argmax equals the logits' argmax; ``mismatches``
+    # counts samples, ``max_abs_diff`` is against the softmax of the logits)
+    compare: str = "exact"
+    # the AXI4-Stream wrapper's check (``fpgacnn.hls.axis.summarize_results``), None without the wrapper
+    axis: dict | None = None
+
+    @property
+    def passed(self) -> bool:
+        """The project's contract holds: bit-exact, or the same argmax under ``compare="argmax"``."""
+        core = self.bit_exact if self.compare == "exact" else self.mismatches == 0
+        return core and (self.axis is None or bool(self.axis["passed"]))
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("outputs")
+        d["passed"] = self.passed
         return d
 
 
@@ -145,20 +163,27 @@ def _compiler() -> tuple[str, str]:
     except OSError:
         raise ToolError(_GXX_MISSING) from None
     if out.returncode != 0:
-        raise ToolError(f"'{gxx} --version' failed: {out.stderr.strip()[-300:]}")
+        raise ToolError(f"'{gxx} --version' failed: {_first_error(out.stderr + out.stdout)}")
     return gxx, out.stdout
 
 
-def _compile_cmd(name: str, output: str) -> list[str]:
-    return [*CXXFLAGS, WEIGHTS_DEFINE, TESTBENCH, f"firmware/{name}.cpp", "-o", output]
+def _compile_cmd(sources: list[str], output: str) -> list[str]:
+    return [*CXXFLAGS, WEIGHTS_DEFINE, *sources, "-o", output]
 
 
-def _build_key(root: Path, name: str, gxx_version: str) -> str:
+def _first_error(text: str) -> str:
+    """The compiler's first error line (or its last line), shortened, for a one-line message."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    pick = next((ln for ln in lines if "error" in ln.lower()), lines[-1] if lines else "no output")
+    return pick if len(pick) <= 300 else pick[:297] + "..."
+
+
+def _build_key(root: Path, sources: list[str], gxx_version: str) -> str:
     """sha256 over every compiled source (paths and contents), the flags and the compiler version."""
     h = hashlib.sha256()
-    h.update(json.dumps(_compile_cmd(name, "OUT")).encode())
+    h.update(json.dumps(_compile_cmd(sources, "OUT")).encode())
     h.update(b"\0" + gxx_version.encode() + b"\0")
-    files = [root / TESTBENCH]
+    files = [root / s for s in sources if not s.startswith("firmware/")]
     files += sorted(p for p in (root / "firmware").rglob("*") if p.is_file() and p.suffix in _SOURCE_SUFFIXES)
     for p in files:
         h.update(p.relative_to(root).as_posix().encode() + b"\0")
@@ -166,12 +191,13 @@ def _build_key(root: Path, name: str, gxx_version: str) -> str:
     return h.hexdigest()
 
 
-def _build(root: Path, name: str, rebuild: bool) -> tuple[Path, bool, float]:
+def _build(root: Path, sources: list[str], rebuild: bool, binary_name: str = BINARY,
+           what: str = "the testbench") -> tuple[Path, bool, float]:
     gxx, version = _compiler()
     build_dir = root / BUILD_DIR
     build_dir.mkdir(exist_ok=True)
-    binary, stamp = build_dir / BINARY, build_dir / STAMP
-    key = _build_key(root, name, version)
+    binary, stamp = build_dir / binary_name, build_dir / f"{binary_name}.stamp"
+    key = _build_key(root, sources, version)
     if not rebuild and binary.is_file() and stamp.is_file():
         try:
             saved = json.loads(stamp.read_text())
@@ -180,22 +206,29 @@ def _build(root: Path, name: str, rebuild: bool) -> tuple[Path, bool, float]:
         if saved.get("key") == key and saved.get("binary_sha256") == _sha256_file(binary) and os.access(binary, os.X_OK):
             return binary, True, 0.0
     stamp.unlink(missing_ok=True)
-    tmp = build_dir / f".{BINARY}.{os.getpid()}.tmp"
-    log = build_dir / "build.log"
+    tmp = build_dir / f".{binary_name}.{os.getpid()}.tmp"
+    log = build_dir / ("build.log" if binary_name == BINARY else f"build_{binary_name}.log")
     t0 = time.perf_counter()
+    # g++ writes to a temporary name that only a successful build renames to the binary, and
+    # the stamp is written after that: a killed or failed compile never leaves a binary the
+    # cache would trust (the stamp also records the binary's sha256).
     try:
-        proc = subprocess.run([gxx, *_compile_cmd(name, f"{BUILD_DIR}/{tmp.name}")], cwd=root,
-                              capture_output=True, text=True)
-    except OSError as exc:
-        raise ToolError(f"cannot run g++: {exc}") from None
-    build_s = time.perf_counter() - t0
-    log.write_text(f"$ g++ {' '.join(_compile_cmd(name, f'{BUILD_DIR}/{BINARY}'))}\n{proc.stdout}{proc.stderr}")
-    if proc.returncode != 0:
+        try:
+            proc = run_group([gxx, *_compile_cmd(sources, f"{BUILD_DIR}/{tmp.name}")], cwd=root)
+        except OSError as exc:
+            raise ToolError(f"cannot run g++: {exc}") from None
+        build_s = time.perf_counter() - t0
+        atomic_write_text(log, f"$ g++ {' '.join(_compile_cmd(sources, f'{BUILD_DIR}/{binary_name}'))}\n"
+                               f"{proc.stdout}{proc.stderr}")
+        if proc.returncode < 0:
+            raise ToolError(f"g++ was killed by signal {-proc.returncode} while compiling {what}; "
+                            "run csim again")
+        if proc.returncode != 0:
+            raise ToolError(f"compiling {what} failed: {_first_error(proc.stdout + proc.stderr)} (full log: {log})")
+        os.replace(tmp, binary)
+    finally:
         tmp.unlink(missing_ok=True)
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise ToolError(f"compiling the testbench failed (full log: {log}):\n{tail}")
-    os.replace(tmp, binary)
-    stamp.write_text(json.dumps({"key": key, "binary_sha256": _sha256_file(binary)}, indent=1) + "\n")
+    atomic_write_text(stamp, json.dumps({"key": key, "binary_sha256": _sha256_file(binary)}, indent=1) + "\n")
     return binary, False, build_s
 
 
@@ -205,41 +238,71 @@ def _run(root: Path, binary: Path, inputs: Path, samples: int, jobs: int) -> tup
         jobs = 1
     bounds = [(samples * k // jobs, samples * (k + 1) // jobs) for k in range(jobs)]
     procs = []
+    # Per-process names: several csim runs may share one project directory. Outputs are
+    # always removed; a log only stays when its process failed (the error quotes its tail).
+    tag = os.getpid()
+    keep_logs: set[int] = set()
     t0 = time.perf_counter()
-    for k, (lo, hi) in enumerate(bounds):
-        out = build_dir / f"outputs_{os.getpid()}_{k}.dat"
-        out.unlink(missing_ok=True)
-        err = open(build_dir / f"run_{k}.log", "w")  # last run's log, for the error message
-        try:
-            p = subprocess.Popen([str(binary.resolve()), str(inputs.resolve()), str(out.resolve()), str(lo), str(hi - lo)],
-                                 cwd=root, stdout=err, stderr=subprocess.STDOUT)
-        except OSError as exc:
+    try:
+        for k, (lo, hi) in enumerate(bounds):
+            out = build_dir / f"outputs_{tag}_{k}.dat"
+            log = build_dir / f"run_{tag}_{k}.log"
+            err = open(log, "w")
+            try:
+                p = subprocess.Popen([str(binary.resolve()), str(inputs.resolve()), str(out.resolve()), str(lo),
+                                      str(hi - lo)], cwd=root, stdout=err, stderr=subprocess.STDOUT)
+            except OSError as exc:
+                err.close()
+                log.unlink(missing_ok=True)
+                raise ToolError(f"cannot run the testbench '{binary}': {exc}") from None
+            procs.append((p, out, err, log))
+        failed = []
+        for k, (p, out, err, log) in enumerate(procs):
+            rc = p.wait()
             err.close()
-            for q, _, f in procs:
-                q.kill()
-                q.wait()
-                f.close()
-            raise ToolError(f"cannot run the testbench '{binary}': {exc}") from None
-        procs.append((p, out, err))
-    failed = []
-    for k, (p, out, err) in enumerate(procs):
-        rc = p.wait()
-        err.close()
-        if rc != 0:
-            failed.append((k, rc))
-    run_s = time.perf_counter() - t0
-    if failed:
-        k, rc = failed[0]
-        tail = "\n".join((build_dir / f"run_{k}.log").read_text(errors="replace").strip().splitlines()[-10:])
-        raise ToolError(f"testbench exited with status {rc} (samples {bounds[k][0]}..{bounds[k][1] - 1}):\n{tail}")
-    rows = []
-    for k, (lo, hi) in enumerate(bounds):
-        part = _read_rows(procs[k][1], "testbench output")
-        if len(part) != hi - lo:
-            raise ToolError(f"testbench wrote {len(part)} samples for range {lo}..{hi - 1}, expected {hi - lo}")
-        rows += part
-        procs[k][1].unlink(missing_ok=True)
+            if rc != 0:
+                failed.append((k, rc))
+        run_s = time.perf_counter() - t0
+        if failed:
+            k, rc = failed[0]
+            keep_logs.add(k)
+            lines = procs[k][3].read_text(errors="replace").strip().splitlines()
+            why = next((ln for ln in lines if "MISMATCH" in ln), lines[-1] if lines else "no output")
+            raise ToolError(f"testbench {binary.name} exited with status {rc} on samples {bounds[k][0]}.."
+                            f"{bounds[k][1] - 1}: {why.strip()[:300]} (log: {procs[k][3]})")
+        rows = []
+        for k, (lo, hi) in enumerate(bounds):
+            part = _read_rows(procs[k][1], "testbench output")
+            if len(part) != hi - lo:
+                raise ToolError(f"testbench wrote {len(part)} samples for range {lo}..{hi - 1}, expected {hi - lo}")
+            rows += part
+    finally:  # also on Ctrl-C / SIGTERM: no testbench outlives us, no partial output stays
+        for k, (p, out, err, log) in enumerate(procs):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            err.close()
+            out.unlink(missing_ok=True)
+            if k not in keep_logs:
+                log.unlink(missing_ok=True)
     return _matrix(rows, build_dir / "outputs.dat", "testbench output"), run_s, jobs
+
+
+# ---------------------------------------------------------------- AXI4-Stream wrapper
+def _axis_check(root: Path, manifest: dict, name: str, inputs: Path, expected: np.ndarray, compare: str,
+                samples: int, jobs: int, rebuild: bool) -> dict | None:
+    """Build and run ``<name>_axis_tb`` when the project has the wrapper; None otherwise."""
+    if (manifest.get("project") or {}).get("axi_stream") is not True:
+        return None
+    tb = f"{name}_axis_tb.cpp"
+    for rel in (tb, f"firmware/{name}_axis.cpp"):
+        if not (root / rel).is_file():
+            raise InputError(f"the manifest asks for the AXI4-Stream wrapper but '{root / rel}' is missing")
+    binary, cached, build_s = _build(root, [tb, f"firmware/{name}_axis.cpp", f"firmware/{name}.cpp"], rebuild,
+                                     binary_name=f"{name}_axis_tb", what="the AXI4-Stream testbench")
+    rows, run_s, _ = _run(root, binary, inputs, samples, jobs)
+    return {**summarize_results(rows, expected, compare), "build_s": round(build_s, 3), "run_s": round(run_s, 3),
+            "cached_build": cached}
 
 
 # ---------------------------------------------------------------- public
@@ -277,8 +340,8 @@ def csim(project, samples: int | None = None, jobs: int | None = None, rebuild: 
         raise InputError(f"jobs must be a positive integer, got {jobs!r}")
 
     if not (root / TESTBENCH).is_file():
-        (root / TESTBENCH).write_text(render_testbench(root, manifest), encoding="utf-8", newline="\n")
-    binary, cached, build_s = _build(root, name, rebuild)
+        atomic_write_text(root / TESTBENCH, render_testbench(root, manifest))
+    binary, cached, build_s = _build(root, [TESTBENCH, f"firmware/{name}.cpp"], rebuild)
     outputs, run_s, used_jobs = _run(root, binary, inputs, samples, int(jobs))
 
     expected = _matrix(_read_rows(expected_path, "expected")[:samples], expected_path, "expected")
@@ -287,8 +350,16 @@ def csim(project, samples: int | None = None, jobs: int | None = None, rebuild: 
     if expected.shape != outputs.shape:
         raise InputError(f"'{expected_path.name}' has {expected.shape[1]} values per sample, "
                          f"the testbench wrote {outputs.shape[1]}")
-    diff = np.abs(outputs - expected)
-    mismatches = int(np.count_nonzero(outputs != expected))
+    compare = str(tbm.get("compare", "exact"))
+    if compare not in ("exact", "argmax"):
+        raise InputError(f"manifest: testbench.compare must be 'exact' or 'argmax', got {compare!r}")
+    if compare == "argmax":  # outputs are probabilities, expected are logits
+        z = np.exp(expected - expected.max(axis=1, keepdims=True))
+        diff = np.abs(outputs - z / z.sum(axis=1, keepdims=True))
+        mismatches = int(np.count_nonzero(outputs.argmax(axis=1) != expected.argmax(axis=1)))
+    else:
+        diff = np.abs(outputs - expected)
+        mismatches = int(np.count_nonzero(outputs != expected))
     max_abs_diff = float(np.nanmax(diff)) if diff.size else 0.0
     pred = outputs.argmax(axis=1)
 
@@ -307,7 +378,7 @@ def csim(project, samples: int | None = None, jobs: int | None = None, rebuild: 
             accuracy = float(np.mean(pred == lab.astype(np.int64)))
 
     result = CsimResult(
-        bit_exact=mismatches == 0,
+        bit_exact=compare == "exact" and mismatches == 0,
         samples=samples,
         argmax_agreement=argmax_agreement,
         accuracy=accuracy,
@@ -320,6 +391,8 @@ def csim(project, samples: int | None = None, jobs: int | None = None, rebuild: 
         outputs=outputs,
         argmax_reference=ref_name,
         jobs=used_jobs,
+        compare=compare,
+        axis=_axis_check(root, manifest, name, inputs, expected, compare, samples, int(jobs), rebuild),
     )
-    (root / BUILD_DIR / RESULT).write_text(json.dumps(result.to_dict(), indent=1, sort_keys=True) + "\n")
+    atomic_write_text(root / BUILD_DIR / RESULT, json.dumps(result.to_dict(), indent=1, sort_keys=True) + "\n")
     return result

@@ -13,16 +13,17 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import deferred_signals, make_temp_dir, replace_dir
 from ..errors import DataError, InputError, OutputExistsError, ToolError, UnsupportedLayerError
 from . import testvectors as tv
 from .identifiers import safe_identifier, safe_text
 from .precision import hls_config, input_spec, layer_precisions
 from .project import MANIFEST, Project
+from ..validate import check_hls_support, check_input_shape, check_model_weights
 
 __all__ = ["generate", "model_sha256", "sanitized_model"]
 
@@ -30,6 +31,12 @@ _STAGE = "generate"
 BACKENDS = ("Vitis", "Vivado")
 IO_TYPES = ("io_stream", "io_parallel")
 STRATEGIES = ("Latency", "Resource")
+SOFTMAX = ("host", "hardware")
+_HLS4ML_SUFFIXES = ("_linear", "_depthwise", "_pointwise", "_alpha", "_scale")
+_HLS4ML_PREFIXES = ("clone_", "zp1d_", "zp2d_", "repack_", "bnbt_")
+# names the testbench's main() uses around the input variable, and the namespaces it calls into
+_TESTBENCH_LOCALS = ("in", "fin", "fout", "line", "index", "done", "count", "first", "first_value", "n_in", "p",
+                     "end", "v", "skip", "argc", "argv", "main", "std", "hls", "nnet", "fpgacnn_tb")
 
 
 def model_sha256(model) -> str:
@@ -43,41 +50,52 @@ def model_sha256(model) -> str:
     return h.hexdigest()
 
 
-def sanitized_model(qmodel):
-    """The same chain rebuilt with safe C++ identifiers as layer names.
+def sanitized_model(qmodel, softmax: bool = False):
+    """The same graph rebuilt with safe C++ identifiers as layer names.
 
+    With ``softmax`` a softmax layer is appended (hardware softmax on the logits).
     Returns ``(model, {safe_name: original_name})``.
     """
     from tensorflow import keras
 
-    from ..quantization import layer_chain
+    from ..quant.graph import layer_graph
 
-    chain = layer_chain(qmodel, stage=_STAGE)
-    # hls4ml reserves 'input' and names the activation it splits off layer X 'X_linear'
-    used: set[str] = {"input", "output"}
+    graph = layer_graph(qmodel, stage=_STAGE)
+    # hls4ml reserves 'input' and names the layers it inserts after layer X: 'X_linear' (the
+    # activation it splits off), 'X_depthwise' / 'X_pointwise' (separable halves), 'clone_X'
+    # (io_stream fan-out), 'zp2d_X' (padding of a 'same' conv), ...; user names must not look
+    # like those. The input layer's name becomes a variable in the testbench, next to its locals.
+    used: set[str] = {"input", "output", *_TESTBENCH_LOCALS}
 
     def safe(name: str) -> str:
         ident = safe_identifier(name)
-        if ident.endswith("_linear"):
+        if ident.endswith(_HLS4ML_SUFFIXES):
             ident += "_l"
+        if ident.startswith(_HLS4ML_PREFIXES):
+            ident = "n_" + ident
         return safe_identifier(ident, used)
 
     names = {}
-    in_layer = qmodel.layers[0]
-    in_name = safe(in_layer.name if isinstance(in_layer, keras.layers.InputLayer) else "input")
-    names[in_name] = in_layer.name if isinstance(in_layer, keras.layers.InputLayer) else "input"
-    inp = keras.Input(shape=qmodel.input_shape[1:], name=in_name)
-    h = inp
+    in_name = safe(graph.input.name)
+    names[in_name] = graph.input.name
+    tensors = {graph.input.name: keras.Input(shape=qmodel.input_shape[1:], name=in_name)}
     clones = []
-    for ly in chain:
+    for node in graph.nodes:
+        ly = node.layer
         new_name = safe(ly.name)
         names[new_name] = ly.name
         cfg = ly.get_config()
         cfg["name"] = new_name
         new = type(ly).from_config(cfg)
-        h = new(h)
+        args = [tensors[s] for s in node.inputs]
+        tensors[node.name] = new(args if len(args) > 1 else args[0])
         clones.append((new, ly))
-    model = keras.Model(inp, h, name=safe_identifier(qmodel.name))
+    out = tensors[graph.output]
+    if softmax:
+        sm_name = safe("softmax")
+        names[sm_name] = "softmax"
+        out = keras.layers.Activation("softmax", name=sm_name)(out)
+    model = keras.Model(tensors[graph.input.name], out, name=safe_identifier(qmodel.name))
     for new, old in clones:
         new.set_weights(old.get_weights())
     return model, names
@@ -142,10 +160,14 @@ def _make_reproducible(root: Path, stamp_old: str | None, stamp_new: str) -> Non
         except (UnicodeDecodeError, OSError):
             continue
         new = text.replace(real, ".").replace(tmp, ".")
-        if stamp_old:
+        # The stamp only in the files hls4ml writes it to: a blind replace could hit the same
+        # 8 digits inside a weights file. In the YAML, the whole line is rewritten: the dumper
+        # quoted the random stamp or not depending on whether it looked like a number.
+        if stamp_old and p.name == "build_lib.sh":
             new = new.replace(stamp_old, stamp_new)
         if p.name == "hls4ml_config.yml":
             new = re.sub(r"(?m)^KerasModel:.*\n", "", new)
+            new = re.sub(r"(?m)^Stamp:.*$", f"Stamp: '{stamp_new}'", new)
         if new != text:
             p.write_text(new, encoding="utf-8")
 
@@ -178,7 +200,7 @@ def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vit
              x_test=None, *, y_test=None, float_model=None, name: str | None = None, force: bool = False,
              clock_period_ns: float = 10.0, strategy: str = "Latency", reuse_factor: int = 1, classes=None,
              source_model_sha256: str | None = None, input_bits: int = 8, input_type=None,
-             preprocessing: dict | None = None) -> Project:
+             preprocessing: dict | None = None, softmax: str = "host", axi_stream: bool = False) -> Project:
     """Write the hls4ml project for ``qmodel`` into ``out_dir`` and return its ``Project``.
 
     ``x_test`` are float inputs; they are snapped to the input grid (see
@@ -186,7 +208,11 @@ def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vit
     vectors. ``input_type`` (an ``InputSpec``) fixes the input grid, so the one used for
     quantization-aware training is the one the hardware gets; without it the grid is
     derived from ``x_test``. Refuses a non-empty ``out_dir`` unless ``force``. Does not
-    compile anything.
+    compile anything. ``softmax="hardware"`` adds hls4ml's softmax after the logits (table
+    sizes chosen so the argmax matches, see ``fpgacnn.hls.softmax``); the testbench then
+    compares by argmax (manifest ``testbench.compare``); ``"host"`` emits bit-exact logits.
+    ``axi_stream`` adds an AXI4-Stream top level for camera pipelines (8-bit pixels in,
+    class index and score out; see ``fpgacnn.hls.axis``), recorded as ``project.axi_stream``.
     """
     import fpgacnn
 
@@ -198,6 +224,10 @@ def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vit
         raise InputError(f"io_type must be one of {', '.join(IO_TYPES)}, got {io_type!r}")
     if strategy not in STRATEGIES:
         raise InputError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if softmax not in SOFTMAX:
+        raise InputError(f"softmax must be one of {', '.join(SOFTMAX)}, got {softmax!r}")
+    if not isinstance(axi_stream, bool):
+        raise InputError(f"axi_stream must be True or False, got {axi_stream!r}")
     if not isinstance(part, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", part):
         raise InputError(f"part {part!r} is not a valid FPGA part name")
     try:
@@ -210,25 +240,25 @@ def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vit
         raise InputError(f"reuse_factor must be a positive integer, got {reuse_factor!r}")
 
     out = Path(out_dir)
-    replacing = _check_out_dir(out, force)
+    check_input_shape(qmodel)
+    check_model_weights(qmodel, "generate")
+    check_hls_support(qmodel, io_type)
+    _check_out_dir(out, force)
     x_test, y_test, classes, in_shape, n_out = _check_data(qmodel, x_test, y_test, float_model, classes)
 
     display = name if name is not None else qmodel.name
     top = safe_identifier(display)
-    hmodel, names = sanitized_model(qmodel)
+    hmodel, names = sanitized_model(qmodel, softmax=softmax == "hardware")
     spec = input_type or input_spec(x_test, input_bits)
-    chain = hmodel.layers[1:]
-    precisions = layer_precisions(chain, spec.type)
+    logits = None
+    if softmax == "hardware" and x_test is not None:  # the softmax tables must separate these
+        logits = qmodel.predict(spec.snap(x_test), batch_size=256, verbose=0)
+    precisions = layer_precisions(hmodel, spec.type, softmax=softmax == "hardware", softmax_logits=logits)
     config = hls_config(hmodel, spec, precisions, backend=backend, strategy=strategy, reuse_factor=int(reuse_factor))
     sha = source_model_sha256 or model_sha256(qmodel)
 
-    parent = out.absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix="." + out.name + ".tmp-"))
+    tmp = make_temp_dir(out.absolute().parent, out.name)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a project is an ordinary directory
         import hls4ml
 
         try:
@@ -252,43 +282,29 @@ def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vit
             "fpgacnn_version": fpgacnn.__version__,
             "project": {"name": top, "display_name": safe_text(display), "top": top, "backend": backend,
                         "io_type": io_type, "part": part, "clock_period_ns": clock, "strategy": strategy,
-                        "reuse_factor": int(reuse_factor)},
+                        "reuse_factor": int(reuse_factor), "axi_stream": axi_stream},
             "model": {"name": safe_text(qmodel.name), "sha256": sha, "params": int(qmodel.count_params()),
                       "input_shape": [int(d) for d in in_shape], "n_outputs": n_out,
                       "classes": classes if classes is not None else [str(i) for i in range(n_out)]},
             "input": spec.manifest(),
-            "output": {"precision": final.cpp(), "softmax": "host",
+            "output": {"precision": final.cpp(), "softmax": softmax,
                        "float32_exact": all(lp.float32_exact for lp in precisions)},
             "precision": {"layers": [lp.manifest(safe_text(names.get(lp.name, lp.name))) for lp in precisions]},
-            "testbench": tb,
+            "testbench": {**tb, "compare": "argmax" if softmax == "hardware" else "exact"},
         }
         if preprocessing:  # how camera images became model inputs; the camera side must match it
             manifest["preprocessing"] = json.loads(json.dumps(preprocessing, default=str))
+        from ..estimate.summary import manifest_block  # advisory: records a failure, never raises
+
+        manifest["estimate"] = manifest_block(hls_model, part, 1000.0 / clock)
         (tmp / MANIFEST).write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n", encoding="utf-8")
         render_project_files(tmp, manifest)
-        _move_into_place(tmp, out, replacing)
+        replace_dir(tmp, out, force=force)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with deferred_signals():  # a second Ctrl-C must not cut the cleanup short
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     return Project(dir=out, name=top, manifest=manifest)
-
-
-def _move_into_place(tmp: Path, out: Path, replacing: bool) -> None:
-    if not replacing:
-        os.replace(tmp, out)
-        return
-    old = Path(tempfile.mkdtemp(dir=tmp.parent, prefix="." + out.name + ".old-"))
-    os.rmdir(old)
-    os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        os.replace(old, out)
-        raise
-    if old.is_dir() and not old.is_symlink():
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        old.unlink()
 
 
 class _quiet:

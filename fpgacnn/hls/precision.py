@@ -2,23 +2,27 @@
 
 Policy (every layer gets an explicit type; nothing is left to hls4ml's ``auto``):
 
-* Input: ``ap_ufixed<B,I>`` for non-negative data (``I = max(0, ceil(log2(max x)))``, so
-  images scaled to [0, 1] get ``ap_ufixed<8,0>``: pixel ``p`` of an 8-bit camera is
-  ``p / 256`` exactly), ``ap_fixed<B,I+1>`` for signed data. Test inputs are snapped to this
-  grid (round half to even, saturate) before anything is computed, so both sides see the
-  same numbers.
+* Input: see ``fpgacnn.hls.fixed`` (``ap_ufixed<8,0>`` for camera pixels ``p / 256``).
 * Weights / biases: exactly the QKeras ``quantized_bits(b, i)`` grid, ``ap_fixed<b, i+1>``.
 * Conv/Dense accumulator = result: signed, fractional bits ``max(F_in + F_w, F_b)``, integer
   bits from the worst-case sum ``max_o(sum_j |w_jo| * max|x|) + |b_o|`` of the actual quantized
   weights (never overflows; with default types this is at most in_bits + w_bits +
   ceil(log2(fan_in)) + 1 bits). Sums of fixed-point values in such a type are exact.
+  SeparableConv2D: the depthwise step gets its own exact type (per-channel bound), the
+  pointwise step an exact accumulator over it.
 * ``quantized_relu(b, i)`` -> ``ap_ufixed<b, i, AP_RND_CONV, AP_SAT>``: QKeras rounds with
   ``tf.round`` (half to even) and clips to ``[0, 2^i - 2^(i-b)]``, which is what
   convergent rounding plus saturation does. ``quantized_bits`` activations likewise
   (``ap_fixed<b, i+1, AP_RND_CONV, AP_SAT>``).
-* MaxPooling / Flatten keep their input type. AveragePooling (power-of-two area ``2^k``,
-  ``valid`` padding only) sums in a type with ``k`` more integer and ``k`` more fractional
-  bits and divides by ``2^k`` there, which is exact; other areas are refused.
+* MaxPooling, GlobalMaxPooling, ZeroPadding and Flatten keep their input type.
+  AveragePooling (power-of-two area ``2^k``, ``valid`` padding only) and
+  GlobalAveragePooling (power-of-two ``H*W = 2^k``) sum in a type with ``k`` more integer
+  and ``k`` more fractional bits and divide by ``2^k`` there, which is exact.
+* Add: fractional bits ``max(F_a, F_b)``, integer bits ``max(I_a, I_b) + 1`` (an unsigned
+  input counts one bit more when the other is signed): every sum fits exactly.
+  Concatenate: the same without the extra bit (each value must fit, nothing is summed).
+* Softmax (only when generated in hardware): see ``fpgacnn.hls.softmax``; its output is
+  compared by argmax, the logits before it stay exact.
 
 QKeras itself computes in float32, so its logits equal the exact fixed-point values as long
 as every accumulator fits in 24 significant bits; ``LayerPrecision.float32_exact`` records
@@ -26,137 +30,23 @@ whether the policy above guarantees that (it is a bound: in practice sums are fa
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import InputError, UnsupportedLayerError
+from .fixed import PIXEL_BITS, Fixed, InputSpec, input_spec, signed_for
+from .softmax import softmax_types
+
+__all__ = ["Fixed", "InputSpec", "input_spec", "signed_for", "PIXEL_BITS", "LayerPrecision", "layer_precisions",
+           "hls_config", "merge_type"]
 
 _STAGE = "generate"
-PIXEL_BITS = 8
 
 
-# --------------------------------------------------------------------------------------
-# Fixed-point types
-# --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Fixed:
-    """``ap_[u]fixed<width, integer[, rounding, saturation]>``; ``integer`` includes the sign bit."""
-
-    width: int
-    integer: int
-    signed: bool = True
-    rounding: str | None = None
-    saturation: str | None = None
-
-    @property
-    def frac(self) -> int:
-        return self.width - self.integer
-
-    @property
-    def lsb(self) -> float:
-        return 2.0 ** -self.frac
-
-    @property
-    def max(self) -> float:
-        top = self.integer - 1 if self.signed else self.integer
-        return 2.0 ** top - self.lsb
-
-    @property
-    def min(self) -> float:
-        return -(2.0 ** (self.integer - 1)) if self.signed else 0.0
-
-    @property
-    def max_abs(self) -> float:
-        return max(abs(self.min), self.max)
-
-    def cpp(self) -> str:
-        base = "ap_fixed" if self.signed else "ap_ufixed"
-        args = [str(self.width), str(self.integer)]
-        if self.rounding or self.saturation:
-            args += [self.rounding or "AP_TRN", self.saturation or "AP_WRAP"]
-        return f"{base}<{','.join(args)}>"
-
-    def plain(self) -> "Fixed":
-        return Fixed(self.width, self.integer, self.signed)
-
-    def snap(self, x) -> np.ndarray:
-        """``x`` rounded (half to even) to the grid and saturated; float32, exactly representable."""
-        x = np.asarray(x, dtype=np.float64)
-        q = np.round(x * 2.0 ** self.frac) * self.lsb
-        return np.clip(q, self.min, self.max).astype(np.float32)
-
-
-def signed_for(max_abs: float, frac: int) -> Fixed:
-    """Smallest signed type with ``frac`` fractional bits that holds [-max_abs, max_abs]."""
-    if max_abs <= 0:
-        integer = 1
-    else:
-        integer = math.floor(math.log2(max_abs)) + 2  # 2^(I-1) > max_abs
-    integer = max(integer, 1)
-    return Fixed(integer + frac, integer, True)
-
-
-# --------------------------------------------------------------------------------------
-# Input
-# --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class InputSpec:
-    """The input type and how an 8-bit camera pixel maps onto it."""
-
-    type: Fixed
-
-    @property
-    def precision(self) -> str:
-        return self.type.cpp()
-
-    @property
-    def scale(self) -> float:
-        span = 2.0 ** self.type.integer  # unsigned [0, 2^I) or signed [-2^(I-1), 2^(I-1))
-        return span / 2 ** PIXEL_BITS
-
-    @property
-    def offset(self) -> float:
-        return self.type.min
-
-    def snap(self, x) -> np.ndarray:
-        return self.type.snap(x)
-
-    def manifest(self) -> dict:
-        return {
-            "precision": self.precision,
-            "bits": self.type.width,
-            "scale": self.scale,
-            "offset": self.offset,
-            "note": (f"an {PIXEL_BITS}-bit camera pixel p maps to x = p*scale + offset, then x is rounded "
-                     f"(half to even) to the {self.precision} grid (step {self.type.lsb!r}) and saturated "
-                     f"to [{self.type.min!r}, {self.type.max!r}]"),
-        }
-
-
-def input_spec(x=None, bits: int = 8) -> InputSpec:
-    """Input type for data like ``x`` (default: images in [0, 1] -> ``ap_ufixed<bits,0>``)."""
-    if not isinstance(bits, (int, np.integer)) or not 2 <= bits <= 32:
-        raise InputError(f"input_bits must be an integer in [2, 32], got {bits!r}")
-    bits = int(bits)
-    if x is None or np.size(x) == 0:
-        return InputSpec(Fixed(bits, 0, False))
-    x = np.asarray(x, dtype=np.float64)
-    if not np.all(np.isfinite(x)):
-        raise InputError("inputs contain NaN or infinity")
-    lo, hi = float(x.min()), float(x.max())
-    signed = lo < 0
-    # The fewest integer bits whose range holds the data's extremes: [0, 1) fits
-    # ap_ufixed<B,0> (camera pixel p as p/256), but data reaching 1.0 needs one more bit.
-    for integer in range(0, bits + 1):
-        t = Fixed(bits, integer, signed)
-        step = 2.0 ** (integer - bits)
-        top = 2.0 ** (integer - (1 if signed else 0)) - step
-        bottom = -(2.0 ** (integer - 1)) if signed else 0.0
-        if hi <= top + step / 2 and lo >= bottom - step / 2:  # rounds into range, no saturation
-            return InputSpec(t)
-    return InputSpec(Fixed(bits, bits, signed))
+def _f32_exact(t: Fixed) -> bool:
+    """Values of type ``t`` (and sums landing in it) are exact in float32's 24-bit significand."""
+    return t.width - (1 if t.signed else 0) <= 24
 
 
 # --------------------------------------------------------------------------------------
@@ -171,14 +61,19 @@ class LayerPrecision:
     bias: Fixed | None = None
     accum: Fixed | None = None
     float32_exact: bool = True
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # further hls4ml Precision entries (e.g. pointwise)
+    hls: dict = field(default_factory=dict)  # further hls4ml layer config keys (softmax tables)
+    info: dict = field(default_factory=dict)  # for the manifest only
 
     def manifest(self, original_name: str) -> dict:
         def s(t):
             return t.cpp() if t is not None else None
 
-        return {"name": original_name, "hls_name": self.name, "class": self.cls, "weight": s(self.weight),
-                "bias": s(self.bias), "result": s(self.result), "accum": s(self.accum)}
+        out = {"name": original_name, "hls_name": self.name, "class": self.cls, "weight": s(self.weight),
+               "bias": s(self.bias), "result": s(self.result), "accum": s(self.accum)}
+        out.update({k: s(v) for k, v in self.extra.items()})
+        out.update(self.info)
+        return out
 
 
 def _quantizer_type(q, layer, what: str) -> tuple[Fixed, object]:
@@ -239,47 +134,116 @@ def _linear(layer, inp: Fixed) -> LayerPrecision:
                           float32_exact=acc.width <= 25)
 
 
-def layer_precisions(chain, inp: Fixed) -> list[LayerPrecision]:
-    """Explicit precision for every layer of the (QKeras) chain, input type ``inp``."""
+
+def _separable(layer, inp: Fixed) -> LayerPrecision:
+    """QSeparableConv2D: exact depthwise result, exact pointwise accumulator over it."""
+    cls = type(layer).__name__
+    dt, dq = _quantizer_type(layer.depthwise_quantizer, layer, "depthwise kernel")
+    pt, pq = _quantizer_type(layer.pointwise_quantizer, layer, "pointwise kernel")
+    w = layer.get_weights()
+    dw = np.abs(np.asarray(dq(np.asarray(w[0], np.float32)), np.float64))  # (kh, kw, C, 1)
+    pw = np.abs(np.asarray(pq(np.asarray(w[1], np.float32)), np.float64))  # (1, 1, C, F)
+    if layer.use_bias:
+        bt, bq = _quantizer_type(layer.bias_quantizer, layer, "bias")
+        bias = np.abs(np.asarray(bq(np.asarray(w[2], np.float32)), np.float64))
+    else:
+        bt, bias = None, np.zeros(1)
+    dw_bound = dw.reshape(-1, dw.shape[2] * dw.shape[3]).sum(axis=0) * inp.max_abs  # per channel
+    dw_t = signed_for(float(np.max(dw_bound)), inp.frac + dt.frac)
+    pw_bound = float(np.max(pw.reshape(-1, pw.shape[-1]).T @ dw_bound + bias))
+    acc = signed_for(pw_bound, max(dw_t.frac + pt.frac, bt.frac if bt is not None else 0))
+    return LayerPrecision(layer.name, cls, result=acc, weight=dt, bias=bt or Fixed(1, 1, True), accum=acc,
+                          float32_exact=_f32_exact(acc) and _f32_exact(dw_t),
+                          extra={"pointwise": pt, "depthwise_accum": dw_t, "depthwise_result": dw_t,
+                                 "pointwise_accum": acc, "dw_output": dw_t})
+
+
+def merge_type(types: list[Fixed], add: bool) -> Fixed:
+    """A type holding every input exactly (``add=False``) or their sum (``add=True``)."""
+    signed = any(t.signed for t in types)
+    frac = max(t.frac for t in types)
+    integer = max(t.integer + (1 if signed and not t.signed else 0) for t in types) + (1 if add else 0)
+    return Fixed(integer + frac, integer, signed)
+
+
+def _pool_sum_type(cur: Fixed, area: int, layer, cls: str) -> Fixed:
+    if area & (area - 1):
+        raise UnsupportedLayerError(layer.name, cls, _STAGE, f"{cls} is only bit-exact with a power-of-two area")
+    k = area.bit_length() - 1
+    integer = cur.integer + k + (0 if cur.signed else 1)
+    return Fixed(integer + cur.frac + k, integer, True)
+
+
+def _node_precision(ly, ins: list[Fixed], softmax: bool, softmax_logits=None) -> LayerPrecision:
     from tensorflow import keras
 
     L = keras.layers
+    cls = type(ly).__name__
+    cur = ins[0]
+    if cls in ("QConv2D", "QDense", "QDepthwiseConv2D", "QSeparableConv2D"):
+        if getattr(ly.activation, "__name__", "linear") != "linear":
+            raise UnsupportedLayerError(ly.name, cls, _STAGE, "fused activations are not supported; "
+                                        "use a separate QActivation")
+        return _separable(ly, cur) if cls == "QSeparableConv2D" else _linear(ly, cur)
+    if cls == "QActivation":
+        return LayerPrecision(ly.name, cls, result=_relu_type(ly))
+    if cls in ("Activation", "Softmax") and (cls == "Softmax" or ly.get_config().get("activation") == "softmax"):
+        if not softmax:
+            raise UnsupportedLayerError(ly.name, cls, _STAGE, "the design emits logits; use "
+                                        "generate(..., softmax='hardware') for a softmax in hardware")
+        n = int(ly.output_shape[-1])
+        st = softmax_types(cur, n, softmax_logits)
+        return LayerPrecision(ly.name, cls, result=st.result, accum=st.accum, hls=st.hls_layer_config(),
+                              info={"softmax": st.manifest()})
+    if isinstance(ly, (L.MaxPooling2D, L.GlobalMaxPooling2D)):
+        return LayerPrecision(ly.name, cls, result=cur, accum=cur)
+    if isinstance(ly, L.AveragePooling2D):
+        cfg = ly.get_config()
+        if cfg.get("padding") != "valid":
+            raise UnsupportedLayerError(ly.name, cls, _STAGE, "AveragePooling2D is only bit-exact with "
+                                        "padding='valid'")
+        acc = _pool_sum_type(cur, int(np.prod(cfg["pool_size"])), ly, cls)
+        return LayerPrecision(ly.name, cls, result=acc, accum=acc, float32_exact=_f32_exact(acc))
+    if isinstance(ly, L.GlobalAveragePooling2D):
+        acc = _pool_sum_type(cur, int(np.prod(ly.input_shape[1:3])), ly, cls)
+        return LayerPrecision(ly.name, cls, result=acc, accum=acc, float32_exact=_f32_exact(acc))
+    if isinstance(ly, (L.Flatten, L.Dropout, L.ZeroPadding2D)):
+        return LayerPrecision(ly.name, cls, result=cur)
+    if isinstance(ly, (L.Add, L.Concatenate)):
+        if len(ins) != 2:
+            raise UnsupportedLayerError(ly.name, cls, _STAGE, "hls4ml merges exactly two inputs")
+        t = merge_type(ins, add=isinstance(ly, L.Add))
+        return LayerPrecision(ly.name, cls, result=t, float32_exact=_f32_exact(t))
+    if isinstance(ly, (L.Conv2D, L.Dense, L.DepthwiseConv2D, L.SeparableConv2D)):
+        raise UnsupportedLayerError(ly.name, cls, _STAGE, "float layer; quantize the model first")
+    raise UnsupportedLayerError(ly.name, cls, _STAGE, "no bit-exact HLS mapping for this layer")
+
+
+def layer_precisions(model, inp: Fixed, softmax: bool = False, softmax_logits=None) -> list[LayerPrecision]:
+    """Explicit precision for every layer of the QKeras ``model`` (or a list of chained layers).
+
+    ``inp`` is the input type. ``softmax``: the model ends in a softmax that runs in
+    hardware (``generate`` appends it); ``softmax_logits`` (test logits) feed its tables.
+    """
+    from ..quant.graph import layer_graph
+
+    if isinstance(model, (list, tuple)):
+        layers, sources, in_name = list(model), [], "input"
+        prev = in_name
+        for ly in layers:
+            sources.append([prev])
+            prev = ly.name
+    else:
+        graph = layer_graph(model, _STAGE)
+        layers, sources, in_name = [n.layer for n in graph.nodes], [n.inputs for n in graph.nodes], graph.input.name
+    types = {in_name: inp.plain()}
     out: list[LayerPrecision] = []
-    cur = inp.plain()
-    for ly in chain:
-        cls = type(ly).__name__
-        if cls in ("QConv2D", "QDense", "QDepthwiseConv2D"):
-            if getattr(ly.activation, "__name__", "linear") != "linear":
-                raise UnsupportedLayerError(ly.name, cls, _STAGE, "fused activations are not supported; "
-                                            "use a separate QActivation")
-            lp = _linear(ly, cur)
-        elif cls == "QActivation":
-            lp = LayerPrecision(ly.name, cls, result=_relu_type(ly))
-        elif isinstance(ly, L.MaxPooling2D):
-            lp = LayerPrecision(ly.name, cls, result=cur, accum=cur)
-        elif isinstance(ly, L.AveragePooling2D):
-            cfg = ly.get_config()
-            area = int(np.prod(cfg["pool_size"]))
-            if area & (area - 1) or cfg.get("padding") != "valid":
-                raise UnsupportedLayerError(ly.name, cls, _STAGE, "AveragePooling2D is only bit-exact with a "
-                                            "power-of-two pool area and padding='valid'")
-            k = area.bit_length() - 1
-            integer = cur.integer + k + (0 if cur.signed else 1)
-            acc = Fixed(integer + cur.frac + k, integer, True)
-            lp = LayerPrecision(ly.name, cls, result=acc, accum=acc, float32_exact=acc.width <= 25)
-        elif isinstance(ly, (L.Flatten, L.Dropout)):
-            lp = LayerPrecision(ly.name, cls, result=cur)
-        elif isinstance(ly, (L.Conv2D, L.Dense, L.DepthwiseConv2D)):
-            raise UnsupportedLayerError(ly.name, cls, _STAGE, "float layer; quantize the model first")
-        else:
-            raise UnsupportedLayerError(ly.name, cls, _STAGE, "no bit-exact HLS mapping for this layer")
+    for ly, srcs in zip(layers, sources):
+        last = len(out) == len(layers) - 1
+        lp = _node_precision(ly, [types[s] for s in srcs], softmax and last, softmax_logits)
         out.append(lp)
-        cur = lp.result.plain()
+        types[ly.name] = lp.result.plain()
     return out
-
-
-def _hls(t: Fixed) -> str:
-    return t.cpp()
 
 
 def hls_config(model, inp: InputSpec, precisions: list[LayerPrecision], backend: str = "Vitis",
@@ -306,20 +270,28 @@ def hls_config(model, inp: InputSpec, precisions: list[LayerPrecision], backend:
             continue
         lp = by_name.get(key)
         if lp is None and key.endswith("_linear") and key[: -len("_linear")] in by_name:
-            prec["result"] = _hls(by_name[key[: -len("_linear")]].result)
+            prec["result"] = by_name[key[: -len("_linear")]].result.cpp()
             continue
         if lp is None:
             raise UnsupportedLayerError(key, "hls4ml layer", _STAGE, "hls4ml created a layer fpgacnn has no "
                                         "precision for")
-        prec["result"] = _hls(lp.result)
+        prec["result"] = lp.result.cpp()
         if "accum" in prec or lp.accum is not None:
-            prec["accum"] = _hls(lp.accum if lp.accum is not None else lp.result)
+            prec["accum"] = (lp.accum if lp.accum is not None else lp.result).cpp()
         if lp.weight is not None:
-            prec["weight"] = _hls(lp.weight)
+            prec["weight"] = lp.weight.cpp()
             if "depthwise" in prec:
-                prec["depthwise"] = _hls(lp.weight)
+                prec["depthwise"] = lp.weight.cpp()
         if lp.bias is not None and "bias" in prec:
-            prec["bias"] = _hls(lp.bias)
-        if "ReuseFactor" in lc:
-            lc["ReuseFactor"] = int(reuse_factor)
+            prec["bias"] = lp.bias.cpp()
+        for k, t in lp.extra.items():
+            prec[k] = t.cpp()
+        for k, v in lp.hls.items():
+            if k == "Precision":
+                prec.update(v)
+            else:
+                lc[k] = v
+        for k in ("ReuseFactor", "DepthwiseReuseFactor", "PointwiseReuseFactor"):
+            if k in lc:
+                lc[k] = int(reuse_factor)
     return cfg

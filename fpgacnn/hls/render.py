@@ -22,6 +22,8 @@ from pathlib import Path
 import jinja2
 
 from ..errors import InputError
+from .axis import axis_context, wrapper_files
+from ..estimate.summary import readme_context
 from .identifiers import safe_identifier, safe_text
 
 TESTBENCH = "fpgacnn_tb.cpp"
@@ -30,6 +32,8 @@ SYNTH_TCL = "fpgacnn_synth.tcl"
 # Compiler flags shared by the Makefile and fpgacnn.csim (which also hashes them).
 CXXFLAGS = ("-O2", "-std=c++17", "-Ifirmware", "-Ifirmware/ap_types")
 WEIGHTS_DEFINE = '-DWEIGHTS_DIR="firmware/weights"'
+# Co-simulation runs the RTL, which is slow: only this many test vectors.
+COSIM_SAMPLES = 10
 
 # file name in the project -> template name
 _FILES = {
@@ -209,7 +213,19 @@ def build_context(project_dir: Path, manifest: dict) -> dict:
 
     tbinfo = parse_hls4ml_testbench(project_dir, name)
     n_in_expr = " + ".join(f"({i['size']})" for i in tbinfo["inputs"])
-    softmax = str(_get(out, "softmax", "host"))
+    softmax = "hardware" if str(_get(out, "softmax", "host")) == "hardware" else "host"
+    compare = str(_get(tb, "compare", "argmax" if softmax == "hardware" else "exact"))
+    if compare not in ("exact", "argmax"):
+        raise InputError(f"manifest: testbench.compare must be 'exact' or 'argmax', got {safe_text(compare, 40)!r}")
+    axi_stream = _get(proj, "axi_stream", False)
+    if not isinstance(axi_stream, bool):
+        raise InputError("manifest: project.axi_stream must be true or false")
+    axi = None
+    if axi_stream:
+        axi = axis_context(manifest, tbinfo, name)
+        axi["exact_scores"] = compare == "exact"
+    samples = _get(tb, "samples", "")
+    cosim_samples = min(int(samples), COSIM_SAMPLES) if isinstance(samples, int) and samples > 0 else COSIM_SAMPLES
     return {
         "name": name,
         "display_name": str(_get(proj, "display_name", raw_name)),
@@ -228,7 +244,11 @@ def build_context(project_dir: Path, manifest: dict) -> dict:
             "classes": classes,
         },
         "input": {k: _num_or_text(_get(inp, k, "")) for k in ("precision", "scale", "offset", "note")},
-        "output": {"precision": str(_get(out, "precision", "")), "softmax": "hardware" if softmax == "hardware" else "host"},
+        "output": {"precision": str(_get(out, "precision", "")), "softmax": softmax},
+        "compare": compare,
+        "axi": axi,
+        "top": axi["top"] if axi else name,
+        "cosim_samples": cosim_samples,
         "samples": str(_get(tb, "samples", "")),
         "has_float": bool(_get(tb, "float")),
         "has_labels": bool(_get(tb, "labels")),
@@ -237,6 +257,7 @@ def build_context(project_dir: Path, manifest: dict) -> dict:
         "n_in_expr": n_in_expr,
         "cxxflags": " ".join(CXXFLAGS),
         "fpgacnn_version": safe_text(str(_get(manifest, "fpgacnn_version", "")), 40),
+        "estimate": readme_context(_get(manifest, "estimate")),
     }
 
 
@@ -270,17 +291,31 @@ def render_testbench(project_dir: Path, manifest: dict) -> str:
     return _environment().get_template(_FILES[TESTBENCH]).render(**ctx)
 
 
+def project_files(ctx: dict) -> dict[str, str]:
+    """Project-relative path -> template name of every file rendered for this context."""
+    files = dict(_FILES)
+    if ctx["axi"]:
+        files.update(wrapper_files(ctx["name"]))
+    return files
+
+
 def render_project_files(project_dir: Path, manifest: dict) -> list[Path]:
-    """Render Makefile, README.md, hls_config.cfg, fpgacnn_synth.tcl and fpgacnn_tb.cpp into the project."""
+    """Render Makefile, README.md, hls_config.cfg, fpgacnn_synth.tcl and fpgacnn_tb.cpp into the project.
+
+    With ``project.axi_stream`` in the manifest, also the AXI4-Stream wrapper
+    (``firmware/<name>_axis.{h,cpp}``), its testbench and the C-simulation stand-in for
+    ``ap_axi_sdata.h`` (see ``fpgacnn.hls.axis``). Everything is rendered before anything is
+    written, so a manifest the templates refuse leaves the project untouched.
+    """
     project_dir = Path(project_dir)
     if not project_dir.is_dir():
         raise InputError(f"project directory '{project_dir}' does not exist")
     ctx = build_context(project_dir, manifest)
     env = _environment()
+    texts = {rel: env.get_template(tname).render(**ctx) for rel, tname in project_files(ctx).items()}
     written = []
-    for fname, tname in _FILES.items():
-        text = env.get_template(tname).render(**ctx)
-        path = project_dir / fname
+    for rel, text in texts.items():
+        path = project_dir.joinpath(*rel.split("/"))
         path.write_text(text, encoding="utf-8", newline="\n")
         written.append(path)
     return written

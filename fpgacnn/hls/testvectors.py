@@ -2,6 +2,8 @@
 
 Every value we write is a float32 (inputs on the input grid, QKeras logits); ``repr`` of its
 float64 widening is the shortest string that reads back to exactly that value, in C++ too.
+The expected outputs are the QKeras logits even when the design ends in a hardware softmax:
+the manifest's ``testbench.compare = "argmax"`` then says to compare each sample's argmax.
 """
 from __future__ import annotations
 

@@ -1,13 +1,13 @@
 """``trim``: choose the kernels to keep per channel group, then rebuild the model.
 
 Selection is per ``ChannelGroup`` (graph.py): a group tied together by a residual
-``Add`` is scored by the mean of its producers' scores and loses the same kernels in
-every producer. Groups that reach a model output or are otherwise fixed keep all
-their kernels, so the model's output layer never changes width.
+``Add`` is scored by the mean of its producers' (normalised) scores and loses the
+same kernels in every producer. Groups that reach a model output or are otherwise
+fixed keep all their kernels, so the model's output layer never changes width.
+How scores are normalised and ranked (per layer or globally) is in ``select.py``.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +15,9 @@ import numpy as np
 from fpgacnn.errors import InputError
 from fpgacnn.trimming.graph import ChannelGraph
 from fpgacnn.trimming.relevance import CRITERIA, check_data, criterion_scores
-from fpgacnn.trimming.surgery import count_macs, rebuild
+from fpgacnn.trimming.select import COSTS, check_ranking, normalize_scores, select
+from fpgacnn.trimming.surgery import count_macs, rebuild, trimmed_size
+from fpgacnn.validate import check_input_shape, check_model_weights
 
 
 @dataclass
@@ -27,48 +29,42 @@ class TrimResult:
 
 
 def trim_model(model, x=None, keep: float = 0.5, *, batch_size: int = 64, scores=None,
-               min_kernels: int = 1, criterion: str = "relevance", seed: int = 0) -> TrimResult:
-    """Remove the lowest-scoring kernels of every trimmable layer.
+               min_kernels: int = 1, criterion: str = "relevance", seed: int = 0,
+               ranking: str = "layer", normalize: str = "mean", min_fraction: float = 0.0,
+               cost: str | None = None) -> TrimResult:
+    """Remove the lowest-scoring kernels of the trimmable layers.
 
-    Each trimmable group keeps ``max(min_kernels, ceil(keep * n))`` kernels (at most
-    ``n``), the highest-scoring ones (ties: lower index first), in their original
-    order. ``scores`` (``{producer name: per-kernel array}``) overrides the
+    ``ranking="layer"``: each trimmable group keeps ``max(floor, ceil(keep * n))``
+    kernels (at most ``n``), the highest-scoring ones. ``ranking="global"``:
+    ``ceil(keep * N)`` of all ``N`` trimmable kernels survive, chosen by one
+    threshold over per-layer normalised scores (``normalize``); with ``cost``
+    ("params" or "macs") on score per unit of that cost (``select.select``). ``floor``
+    is ``max(min_kernels, ceil(min_fraction * n))``. Kept kernels stay in their
+    original order. ``scores`` (``{producer name: per-kernel array}``) overrides the
     criterion for the layers it names. ``x`` is needed for the data-driven criteria
     ("relevance", "apoz"); for "l1"/"random" it is only shape-checked.
     """
     _check_options(keep, min_kernels, criterion)
+    check_ranking(ranking, normalize, min_fraction, cost)
+    check_input_shape(model)
+    check_model_weights(model, "trim")
     graph = ChannelGraph(model)
     if x is not None:
         x = check_data(model, x)
-    trimmable = [g for g in graph.groups if g.trimmable]
-    needed = {p for g in trimmable for p in g.producers if not (scores and p in scores)}
-    computed = criterion_scores(model, x, criterion, graph, batch_size, seed) if needed else {}
-    all_scores = {**computed, **{k: np.asarray(v, dtype=np.float64) for k, v in (scores or {}).items()}}
-
-    keep_masks: dict[int, np.ndarray] = {}
-    layers_report: dict[str, dict] = {}
-    for group in graph.groups:
-        if not group.producers:
-            continue
-        if group.trimmable:
-            group_scores = _group_scores(group, all_scores)
-            n_keep = min(group.size, max(int(min_kernels), math.ceil(keep * group.size - 1e-9)))
-            order = np.argsort(-group_scores, kind="stable")
-            mask = np.zeros(group.size, dtype=bool)
-            mask[order[:n_keep]] = True
-            keep_masks[group.id] = mask
-        else:
-            group_scores = _group_scores(group, all_scores, strict=False)
-            mask = np.ones(group.size, dtype=bool)
-        for p in group.producers:
-            layers_report[p] = _layer_report(group, mask, group_scores)
-
-    new_model = rebuild(model, graph, keep_masks)
+    all_scores = kernel_scores(model, x, graph, criterion=criterion, batch_size=batch_size,
+                               seed=seed, scores=scores)
+    masks = select(group_scores(graph, all_scores, normalize), keep, ranking=ranking,
+                   min_kernels=min_kernels, min_fraction=min_fraction, costs=kernel_costs(graph, cost))
+    new_model = rebuild(model, graph, masks)
     report = {
         "criterion": criterion if not scores else f"{criterion}+given",
         "keep": float(keep),
+        "ranking": ranking,
+        "normalize": normalize,
         "min_kernels": int(min_kernels),
-        "layers": layers_report,
+        "min_fraction": float(min_fraction),
+        "cost": cost,
+        "layers": layers_report(graph, masks, all_scores),
         "params_before": int(model.count_params()),
         "params_after": int(new_model.count_params()),
         "macs_before": count_macs(model),
@@ -78,10 +74,59 @@ def trim_model(model, x=None, keep: float = 0.5, *, batch_size: int = 64, scores
 
 
 def trim(model, x=None, keep: float = 0.5, *, batch_size: int = 64, scores=None,
-         min_kernels: int = 1, criterion: str = "relevance", seed: int = 0):
-    """A new, physically smaller model; see ``trim_model`` for the report."""
-    return trim_model(model, x, keep, batch_size=batch_size, scores=scores,
-                      min_kernels=min_kernels, criterion=criterion, seed=seed).model
+         min_kernels: int = 1, criterion: str = "relevance", seed: int = 0,
+         ranking: str = "layer", normalize: str = "mean", min_fraction: float = 0.0,
+         cost: str | None = None):
+    """A new, physically smaller model; see ``trim_model`` for the options and report."""
+    return trim_model(model, x, keep, batch_size=batch_size, scores=scores, min_kernels=min_kernels,
+                      criterion=criterion, seed=seed, ranking=ranking, normalize=normalize,
+                      min_fraction=min_fraction, cost=cost).model
+
+
+def kernel_scores(model, x, graph: ChannelGraph, *, criterion: str = "relevance", batch_size: int = 64,
+                  seed: int = 0, scores=None) -> dict[str, np.ndarray]:
+    """Raw per-kernel scores of every producer: the criterion's, overridden by ``scores``."""
+    trimmable = [g for g in graph.groups if g.trimmable]
+    needed = {p for g in trimmable for p in g.producers if not (scores and p in scores)}
+    computed = criterion_scores(model, x, criterion, graph, batch_size, seed) if needed else {}
+    return {**computed, **{k: np.asarray(v, dtype=np.float64) for k, v in (scores or {}).items()}}
+
+
+def group_scores(graph: ChannelGraph, all_scores, normalize: str = "mean") -> dict[int, np.ndarray]:
+    """Normalised score vector of every trimmable group (mean over its producers)."""
+    return {g.id: _group_scores(g, all_scores, normalize=normalize)
+            for g in graph.groups if g.trimmable}
+
+
+def kernel_costs(graph: ChannelGraph, cost: str | None) -> dict[int, float] | None:
+    """Parameters or MACs that removing one kernel of each trimmable group saves, or None.
+
+    Marginal cost at the current widths: the kernel's own weights and batch-norm entries
+    plus its input slice in every consumer (measured with ``trimmed_size``, so it is exact).
+    """
+    if cost is None:
+        return None
+    full = trimmed_size(graph, {})[COSTS.index(cost)]
+    out = {}
+    for g in graph.groups:
+        if g.trimmable:
+            mask = np.ones(g.size, dtype=bool)
+            mask[0] = False
+            out[g.id] = float(full - trimmed_size(graph, {g.id: mask})[COSTS.index(cost)])
+    return out
+
+
+def layers_report(graph: ChannelGraph, masks: dict[int, np.ndarray], all_scores) -> dict[str, dict]:
+    """Per-producer entry of the report; fixed groups keep everything."""
+    out = {}
+    for group in graph.groups:
+        if not group.producers:
+            continue
+        raw = _group_scores(group, all_scores, strict=group.trimmable, normalize="none")
+        mask = masks.get(group.id, np.ones(group.size, dtype=bool))
+        for p in group.producers:
+            out[p] = _layer_report(group, mask, raw)
+    return out
 
 
 def _check_options(keep, min_kernels, criterion) -> None:
@@ -94,7 +139,7 @@ def _check_options(keep, min_kernels, criterion) -> None:
         raise InputError(f"unknown trim criterion '{criterion}' (choose from {', '.join(CRITERIA)})")
 
 
-def _group_scores(group, all_scores, strict: bool = True) -> np.ndarray:
+def _group_scores(group, all_scores, strict: bool = True, normalize: str = "none") -> np.ndarray:
     rows = []
     for p in group.producers:
         s = all_scores.get(p)
@@ -105,7 +150,7 @@ def _group_scores(group, all_scores, strict: bool = True) -> np.ndarray:
         s = np.asarray(s, dtype=np.float64).reshape(-1)
         if s.shape != (group.size,):
             raise InputError(f"scores for layer '{p}' have {s.size} entries, the layer has {group.size} kernels")
-        rows.append(s)
+        rows.append(normalize_scores(s, normalize))
     return np.mean(rows, axis=0) if rows else np.zeros(group.size)
 
 

@@ -146,6 +146,8 @@ def check_data(model, x):
                             f"{', '.join(str(d) for d in want)})")
         if len(arr) == 0:
             raise DataError("no images given")
+        if not np.all(np.isfinite(arr)):
+            raise DataError("images contain NaN or infinity")
         if len(out) and len(arr) != len(out[0]):
             raise DataError("input arrays have different numbers of images")
         out.append(arr)

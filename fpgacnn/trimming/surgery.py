@@ -53,13 +53,37 @@ def rebuild(model, graph: ChannelGraph, keep: dict[int, np.ndarray]):
             continue
         in_mask = graph.mask(node.in_specs[0], keep) if node.in_specs else None
         out_mask = graph.mask(node.out_spec, keep)
-        new.get_layer(name).set_weights(slice_weights(node.class_name, old, in_mask, out_mask))
+        new.get_layer(name).set_weights(slice_weights(node.class_name, old.get_weights(), in_mask, out_mask))
     return new
 
 
-def slice_weights(class_name: str, layer, in_mask, out_mask) -> list[np.ndarray]:
-    """The layer's weights restricted to kept input positions and kept output kernels."""
-    ws = layer.get_weights()
+def trimmed_size(graph: ChannelGraph, keep: dict[int, np.ndarray]) -> tuple[int, int]:
+    """``(parameters, MACs)`` that ``rebuild(graph.model, graph, keep)`` would have, without building it.
+
+    Schedules call this many times per round to choose a keep ratio for a parameter or
+    MAC target. It slices zero-stride stand-ins of the weights with the same
+    ``slice_weights`` as the surgery, so the two cannot disagree on shapes.
+    """
+    params = macs = 0
+    for name, node in graph.nodes.items():
+        layer = graph.layers[name]
+        if not layer.weights:
+            continue
+        in_mask = graph.mask(node.in_specs[0], keep) if node.in_specs else None
+        out_mask = graph.mask(node.out_spec, keep)
+        ghosts = [np.broadcast_to(np.float32(0), tuple(w.shape)) for w in layer.weights]
+        ws = slice_weights(node.class_name, ghosts, in_mask, out_mask)
+        params += sum(int(w.size) for w in ws)
+        if node.class_name in PRODUCERS | DEPTHWISE | SEPARABLE:
+            out_shape = layer.output_shape
+            positions = int(np.prod([d for d in out_shape[1:-1]], dtype=np.int64))
+            kernels = ws[:2] if node.class_name in SEPARABLE else ws[:1]
+            macs += positions * sum(int(k.size) for k in kernels)
+    return int(params), int(macs)
+
+
+def slice_weights(class_name: str, ws: list[np.ndarray], in_mask, out_mask) -> list[np.ndarray]:
+    """A layer's weights ``ws`` restricted to kept input positions and kept output kernels."""
     if class_name in PRODUCERS:
         kernel = np.compress(out_mask, np.compress(in_mask, ws[0], axis=-2), axis=-1)
         return [kernel] + [np.compress(out_mask, b, axis=0) for b in ws[1:]]

@@ -1,0 +1,352 @@
+"""Trimming criteria on CIFAR-10: accuracy vs parameters for relevance, L1, APoZ and random.
+
+A VGG16-layout baseline (13 conv in blocks of 2-2-3-3-3, BN + ReLU, max-pooling after
+each block, small dense head), widths scaled down to 16-32-64-128-128 so that it
+trains on 2 CPU cores, is trimmed to 50 %, 25 %, 10 %, 5 % and 1.1 % of its
+parameters with each criterion. Every criterion gets the same iterative schedule:
+the budgets are reached one after the other (each step is one round of
+``fpgacnn.trimming.trim_schedule`` on the previous step's model), every round
+re-scores the current model and is followed by the same distilled fine-tuning
+(teacher: the baseline), with the same seeds and the same images. Ranking options
+are chosen on the validation split (carved out of train/) before the runs; test/
+is only used to report.
+
+Resumable: the decoded data, the baseline, the chosen settings and every finished
+step are cached under ``benchmarks/work/``; rerunning continues where it stopped.
+
+    nice -n 10 .venv/bin/python benchmarks/trim_cifar10.py   # progress: benchmarks/work/trim_cifar10.log
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+import cifar10  # noqa: E402
+
+WORK = cifar10.WORK
+RESULTS = cifar10.ROOT / "benchmarks" / "results"
+LOG = WORK / "trim_cifar10.log"
+BASELINE = WORK / "cifar10_baseline.h5"
+RUNS = WORK / "trim_cifar10_runs"
+
+CRITERIA = ("relevance", "l1", "apoz", "random")
+FRACTIONS = (0.5, 0.25, 0.10, 0.05, 0.011)
+SETTINGS = {
+    "seed": 0,
+    "widths": [16, 32, 64, 128, 128],
+    "convs_per_block": [2, 2, 3, 3, 3],
+    "dense": 128,
+    "baseline_epochs": 20,
+    "baseline_batch_size": 128,
+    "baseline_learning_rate": 1e-3,  # Adam, cosine decay to 0
+    "augmentation": "random horizontal flip + random translation up to 4 px (zero fill)",
+    "finetune_images": 20000,  # seeded subset of the training split, same for every run
+    "finetune_epochs": 6,  # per budget step, every criterion
+    "finetune_batch_size": 128,
+    "finetune_learning_rate": 1e-3,
+    "temperature": 4.0,
+    "alpha": 0.5,
+    "representative": 1000,  # images the data-driven criteria score on
+    # ranking options tried on the validation split: the same chain, shortened to
+    # `probe_fractions` with `probe_epochs` per step; mean val accuracy over all criteria
+    "probe_fractions": [0.25, 0.05],
+    "probe_epochs": 1,
+    "probe_images": 5000,
+    "candidates": [{"ranking": "layer", "normalize": "mean", "cost": None, "min_kernels": 1},
+                   {"ranking": "global", "normalize": "mean", "cost": None, "min_kernels": 1},
+                   {"ranking": "global", "normalize": "mean", "cost": None, "min_kernels": 4}],
+}
+
+
+def log(msg: str) -> None:
+    line = f"{time.strftime('%H:%M:%S')} {msg}"
+    print(line, flush=True)
+    with LOG.open("a") as fh:
+        fh.write(line + "\n")
+
+
+def vgg16_small(widths, convs, dense: int, seed: int):
+    from tensorflow import keras
+    from tensorflow.keras import layers
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((32, 32, 3), name="image")
+    h = inp
+    for b, (width, n) in enumerate(zip(widths, convs), start=1):
+        for c in range(1, n + 1):
+            h = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{b}_conv{c}")(h)
+            h = layers.BatchNormalization(name=f"block{b}_bn{c}")(h)
+            h = layers.Activation("relu", name=f"block{b}_relu{c}")(h)
+        h = layers.MaxPooling2D(2, name=f"block{b}_pool")(h)
+    h = layers.Flatten(name="flatten")(h)
+    h = layers.Dense(dense, name="fc1")(h)
+    h = layers.Activation("relu", name="fc1_relu")(h)
+    h = layers.Dropout(0.3, name="fc1_dropout")(h)
+    out = layers.Dense(10, name="logits")(h)
+    return keras.Model(inp, out, name="vgg16_small")
+
+
+def accuracy(model, x, y) -> float:
+    return float(np.mean(np.argmax(model.predict(x, batch_size=512, verbose=0), axis=1) == y))
+
+
+def train_baseline(data, s) -> dict:
+    """Train (or load) the baseline; its numbers are cached beside the .h5."""
+    from tensorflow import keras
+
+    from fpgacnn.trimming import count_macs
+
+    meta_path = WORK / "cifar10_baseline.json"
+    if BASELINE.exists() and meta_path.exists():
+        log(f"baseline: cached {BASELINE}")
+        return json.loads(meta_path.read_text())
+    model = vgg16_small(s["widths"], s["convs_per_block"], s["dense"], s["seed"])
+    steps = s["baseline_epochs"] * int(np.ceil(len(data.x_train) / s["baseline_batch_size"]))
+    lr = keras.optimizers.schedules.CosineDecay(s["baseline_learning_rate"], steps)
+    aug = keras.Sequential([keras.layers.RandomFlip("horizontal", seed=s["seed"]),
+                            keras.layers.RandomTranslation(0.125, 0.125, fill_mode="constant", seed=s["seed"])])
+    trainer = keras.Sequential([keras.Input((32, 32, 3)), aug, model])  # shares model's weights
+    trainer.compile(keras.optimizers.Adam(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    metrics=["accuracy"])
+
+    class Progress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            log(f"baseline epoch {epoch + 1}/{s['baseline_epochs']}: loss {logs['loss']:.3f} "
+                f"acc {logs['accuracy']:.3f} val_acc {logs['val_accuracy']:.3f}")
+
+    t0 = time.perf_counter()
+    trainer.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
+                epochs=s["baseline_epochs"], batch_size=s["baseline_batch_size"], verbose=0,
+                callbacks=[Progress()], shuffle=True)
+    meta = {"params": int(model.count_params()), "macs": count_macs(model),
+            "val_accuracy": accuracy(model, data.x_val, data.y_val),
+            "accuracy": accuracy(model, data.x_test, data.y_test),
+            "train_s": round(time.perf_counter() - t0, 1)}
+    model.save(BASELINE)
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    log(f"baseline: {meta}")
+    return meta
+
+
+def subset(data, n: int, seed: int):
+    idx = np.sort(np.random.default_rng(seed).permutation(len(data.x_train))[:n])
+    return data.x_train[idx], data.y_train[idx]
+
+
+def choose_ranking(baseline, data, s, base_meta) -> dict:
+    """Pick ranking options by mean validation accuracy of a shortened chain (never test).
+
+    Chained, not one-shot: a first version probed with a single cut and chose global
+    ranking without a floor, which over five re-scored steps cut the first conv layer to
+    one kernel. Only a probe that re-scores like the real schedule can see that.
+    """
+    from fpgacnn.trimming import trim_schedule
+
+    path = WORK / "trim_cifar10_choice.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    x, y = subset(data, s["probe_images"], s["seed"] + 1)
+    trials = []
+    for cand in s["candidates"]:
+        accs = {}
+        for criterion in CRITERIA:
+            current = baseline
+            for step, frac in enumerate(s["probe_fractions"], start=1):
+                current = trim_schedule(current, x, y, target={"params": frac * base_meta["params"]},
+                                        criterion=criterion, finetune_epochs=s["probe_epochs"], distill=True,
+                                        teacher=baseline, temperature=s["temperature"], alpha=s["alpha"],
+                                        representative=s["representative"], batch_size=s["finetune_batch_size"],
+                                        learning_rate=s["finetune_learning_rate"], seed=s["seed"] + step,
+                                        **cand).model
+            accs[criterion] = accuracy(current, data.x_val, data.y_val)
+            log(f"probe {cand} {criterion}: val_acc {accs[criterion]:.4f} params {current.count_params()}")
+        trials.append({**cand, "val_accuracy": accs, "mean_val_accuracy": float(np.mean(list(accs.values())))})
+    best = max(trials, key=lambda t: t["mean_val_accuracy"])
+    choice = {**{k: best[k] for k in s["candidates"][0]}, "trials": trials}
+    path.write_text(json.dumps(choice, indent=2) + "\n")
+    log(f"chosen on validation: {best}")
+    return choice
+
+
+def run_chain(criterion, baseline, data, s, base_meta, choice) -> list[dict]:
+    """All budgets for one criterion, each step starting from the previous step's model."""
+    from tensorflow import keras
+
+    from fpgacnn.trimming import trim_schedule
+    from fpgacnn.trimming.surgery import custom_objects
+
+    RUNS.mkdir(parents=True, exist_ok=True)
+    x, y = subset(data, s["finetune_images"], s["seed"])
+    current, rows = baseline, []
+    for step, frac in enumerate(FRACTIONS, start=1):
+        name = f"{criterion}_{round(frac * 1000):04d}"  # per mille: relevance_0011 = 1.1 %
+        row_path, model_path = RUNS / f"{name}.json", RUNS / f"{name}.h5"
+        if row_path.exists() and model_path.exists():
+            rows.append(json.loads(row_path.read_text()))
+            with keras.utils.custom_object_scope(custom_objects()):
+                current = keras.models.load_model(model_path, compile=False)
+            continue
+        t0 = time.perf_counter()
+        res = trim_schedule(current, x, y, target={"params": frac * base_meta["params"]}, criterion=criterion,
+                            rounds=1, finetune_epochs=s["finetune_epochs"], distill=True, teacher=baseline,
+                            temperature=s["temperature"], alpha=s["alpha"], x_val=data.x_val, y_val=data.y_val,
+                            ranking=choice["ranking"], normalize=choice["normalize"], cost=choice["cost"],
+                            min_kernels=choice["min_kernels"], representative=s["representative"], batch_size=s["finetune_batch_size"],
+                            learning_rate=s["finetune_learning_rate"], seed=s["seed"] + step)
+        current = res.model
+        row = {"criterion": criterion, "param_fraction": frac, "params": int(current.count_params()),
+               "accuracy": accuracy(current, data.x_test, data.y_test),
+               "val_accuracy": res.report["rounds"][-1]["val_accuracy"], "macs": res.report["macs_after"],
+               "kernels": {n: e["kernels_after"] for n, e in res.report["layers"].items()},
+               "seconds": round(time.perf_counter() - t0, 1)}
+        current.save(model_path)
+        row_path.write_text(json.dumps(row, indent=2) + "\n")
+        log(f"{criterion} {frac:g}: params {row['params']} val {row['val_accuracy']:.4f} "
+            f"test {row['accuracy']:.4f} ({row['seconds']} s)")
+        rows.append(row)
+    return rows
+
+
+def write_results(base_meta, runs, choice, s, wall_s) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    result = {
+        "baseline": {"params": base_meta["params"], "macs": base_meta["macs"], "accuracy": base_meta["accuracy"],
+                     "val_accuracy": base_meta["val_accuracy"], "train_s": base_meta["train_s"]},
+        "runs": runs,
+        "settings": {**s, **{k: choice[k] for k in s["candidates"][0]}},
+        "ranking_probe": choice["trials"],
+        "wall_s_this_invocation": round(wall_s, 1),
+        "cores": os.cpu_count(), "machine": platform.machine(),
+        "command": "nice -n 10 .venv/bin/python benchmarks/trim_cifar10.py",
+    }
+    (RESULTS / "trim_cifar10.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(result)
+    md = RESULTS / "trim_cifar10.md"
+    keep = ""
+    if md.exists() and "\n## Discussion" in md.read_text():
+        keep = md.read_text()[md.read_text().index("\n## Discussion"):]
+    md.write_text(markdown(result) + keep)
+
+
+def plot(result) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    base = result["baseline"]
+    for criterion in CRITERIA:
+        rows = sorted((r for r in result["runs"] if r["criterion"] == criterion), key=lambda r: r["params"])
+        ax.plot([r["params"] for r in rows], [100 * r["accuracy"] for r in rows], marker="o", label=criterion)
+    ax.axhline(100 * base["accuracy"], color="k", ls="--", lw=1, label=f"baseline ({base['params']:,} params)")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters (log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("CIFAR-10, VGG16 layout (widths 16-128): trimmed + distilled")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "trim_cifar10.png", dpi=120)
+    plt.close(fig)
+
+
+def markdown(result) -> str:
+    s, base = result["settings"], result["baseline"]
+    acc = {(r["criterion"], r["param_fraction"]): r for r in result["runs"]}
+    head = "| params (target) | " + " | ".join(CRITERIA) + " |\n|---|" + "---|" * len(CRITERIA) + "\n"
+    rows = []
+    for frac in FRACTIONS:
+        cells = []
+        for c in CRITERIA:
+            r = acc.get((c, frac))
+            cells.append(f"{100 * r['accuracy']:.2f} ({r['params']:,})" if r else "-")
+        rows.append(f"| {100 * frac:g} % of {base['params']:,} | " + " | ".join(cells) + " |")
+    val_rows = []
+    for frac in FRACTIONS:
+        cells = [f"{100 * acc[(c, frac)]['val_accuracy']:.2f}" if (c, frac) in acc else "-" for c in CRITERIA]
+        val_rows.append(f"| {100 * frac:g} % | " + " | ".join(cells) + " |")
+    checks = []
+    for frac, limit in ((0.10, 1.0), (0.011, 3.0)):
+        r = acc.get(("relevance", frac))
+        if r:
+            drop = 100 * (base["accuracy"] - r["accuracy"])
+            checks.append(f"- relevance at {100 * frac:g} % of the parameters: baseline minus trimmed = "
+                          f"{drop:+.2f} points (target at most {limit:g}): **{'met' if drop <= limit else 'not met'}**")
+    worse = [f for f in FRACTIONS if ("relevance", f) in acc and ("l1", f) in acc
+             and acc[("relevance", f)]["accuracy"] < acc[("l1", f)]["accuracy"]]
+    checks.append("- relevance >= L1 at every budget: " + ("**met**" if not worse else
+                  "**not met** at " + ", ".join(f"{100 * f:g} %" for f in worse)))
+    probe = "\n".join(f"| {t['ranking']} | {t['normalize']} | {t['cost'] or '-'} | {t['min_kernels']} | "
+                      + " | ".join(f"{100 * t['val_accuracy'][c]:.2f}" for c in CRITERIA)
+                      + f" | {100 * t['mean_val_accuracy']:.2f} |" for t in result["ranking_probe"])
+    return (
+        "# Trimming criteria on CIFAR-10\n\n"
+        f"`{result['command']}` ({result['cores']} cores, {result['machine']}); data: "
+        "`../shared/datasets/cifar10-jpg.zip` (JPEG-compressed CIFAR-10), train/ split 45,000 train + "
+        "5,000 validation (stratified, seed 0), test/ (10,000) only for the numbers below.\n\n"
+        "## Baseline\n\n"
+        f"VGG16 layout: 13 conv 3x3 (no bias) + BN + ReLU in blocks of {s['convs_per_block']} with widths "
+        f"{s['widths']}, 2x2 max-pooling after each block, Flatten, Dense {s['dense']} + ReLU + Dropout 0.3, "
+        f"Dense 10 (logits). Trained {s['baseline_epochs']} epochs, Adam {s['baseline_learning_rate']:g} with "
+        f"cosine decay, batch {s['baseline_batch_size']}, {s['augmentation']}, seed {s['seed']}. "
+        f"**{base['params']:,} parameters, {base['macs']:,} MACs, test accuracy {100 * base['accuracy']:.2f} %** "
+        f"(validation {100 * base['val_accuracy']:.2f} %, {base['train_s'] / 60:.0f} min). Saved as "
+        "`benchmarks/work/cifar10_baseline.h5`.\n\n"
+        "## Trimming schedule (identical for every criterion)\n\n"
+        f"Budgets {', '.join(f'{100 * f:g} %' for f in FRACTIONS)} of the baseline's parameters, reached in "
+        "that order: each step is one `trim_schedule` round on the previous step's model (re-scored), the "
+        "keep ratio bisected so that parameters <= budget, batch-norm statistics re-estimated on the scoring "
+        "images, then "
+        f"{s['finetune_epochs']} epochs of fine-tuning distilled from the baseline (T={s['temperature']:g}, "
+        f"alpha={s['alpha']:g}; Adam {s['finetune_learning_rate']:g}, batch {s['finetune_batch_size']}, early "
+        f"stopping on validation) on the same {s['finetune_images']:,} training images, batch-norm statistics "
+        f"re-estimated again. Data-driven criteria "
+        f"score on {s['representative']} training images. Ranking: **{s['ranking']}**, normalisation "
+        f"**{s['normalize']}**, cost **{s['cost'] or 'none'}**, at least **{s['min_kernels']}** kernels per "
+        "layer, chosen on validation accuracy (mean over the four criteria) of the same chain shortened to "
+        f"{' then '.join(f'{100 * f:g} %' for f in s['probe_fractions'])} with {s['probe_epochs']} epoch(s) per "
+        f"step on {s['probe_images']:,} images:\n\n"
+        "| ranking | normalisation | cost | min kernels | " + " | ".join(CRITERIA) + " | mean |\n|---|---|---|---|"
+        + "---|" * (len(CRITERIA) + 1)
+        + "\n" + probe + "\n\n"
+        "## Test accuracy (%) and parameters\n\n" + head + "\n".join(rows) + "\n\n"
+        f"Baseline: {100 * base['accuracy']:.2f} %. Plot: `trim_cifar10.png`. Validation accuracy (%), the "
+        "split every choice was made on:\n\n" + head + "\n".join(val_rows) + "\n\n"
+        "Minutes per criterion (all five steps, 2 shared cores): "
+        + ", ".join(f"{c} {sum(r['seconds'] for r in result['runs'] if r['criterion'] == c) / 60:.1f}"
+                    for c in CRITERIA) + f"; baseline training {base['train_s'] / 60:.1f}.\n\n"
+        "## Targets\n\n" + "\n".join(checks) + "\n"
+    )
+
+
+def main() -> None:
+    t0 = time.perf_counter()
+    WORK.mkdir(parents=True, exist_ok=True)
+    from tensorflow import keras
+
+    s = SETTINGS
+    log("loading CIFAR-10")
+    data = cifar10.load(seed=s["seed"])
+    base_meta = train_baseline(data, s)
+    baseline = keras.models.load_model(BASELINE, compile=False)
+    choice = choose_ranking(baseline, data, s, base_meta)
+    runs = []
+    for criterion in CRITERIA:
+        runs += run_chain(criterion, baseline, data, s, base_meta, choice)
+        write_results(base_meta, runs, choice, s, time.perf_counter() - t0)
+    log(f"done in {(time.perf_counter() - t0) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""``fpgacnn estimate`` / ``fpgacnn fit`` on the command line (in process: TensorFlow is loaded once)."""
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from fpgacnn.cli import main  # noqa: E402
+
+
+def run(capsys, *args):
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in args] + [])
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return exc.value.code or 0, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    from tensorflow import keras
+
+    from fpgacnn.quantization import quantize
+
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    m = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3, name="conv"), L.ReLU(name="relu"),
+                          L.MaxPooling2D(2, name="pool"), L.Flatten(name="flat"), L.Dense(10, name="logits")])
+    d = tmp_path_factory.mktemp("models")
+    m.save(d / "float.h5")
+    quantize(m, bits=6).save(d / "q6.h5")
+    return d / "float.h5", d / "q6.h5"
+
+
+def test_estimate_prints_layers_and_capacity(capsys, model_files):
+    code, out, err = run(capsys, "estimate", model_files[0], "--part", "xc7z020clg400-1")
+    assert code == 0, err
+    assert "float model quantized to 8 bits" in out and "not vendor synthesis" in out
+    for needle in ("conv", "logits", "TOTAL", "part xc7z020", "capacity", "BRAM_18K"):
+        assert needle in out
+    lut_line = [ln for ln in out.splitlines() if ln.startswith("LUT ")][0]
+    assert lut_line.split()[2] == "53,200"
+
+
+def test_estimate_json_reuse_and_qkeras(capsys, model_files):
+    code, out, _ = run(capsys, "estimate", model_files[0], "--part", "xc7z020", "--json")
+    base = json.loads(out)
+    assert code == 0 and base["capacity"]["DSP"] == 220 and base["total"]["LUT"] > 0
+    assert {r["keras_name"] for r in base["layers"]} >= {"conv", "logits"}
+    code, out, _ = run(capsys, "estimate", model_files[0], "--part", "xc7z020", "--json", "--reuse", "4",
+                       "--strategy", "Resource", "--clock", "200")
+    shared = json.loads(out)
+    assert shared["total"]["ii_cycles"] > base["total"]["ii_cycles"]
+    assert shared["performance"]["clock_mhz"] == 200.0
+    code, out, _ = run(capsys, "estimate", model_files[1], "--part", "xc7z020", "--bits", "6", "--json")
+    assert code == 0 and json.loads(out)["model"] == "QKeras model as given"
+
+
+def test_estimate_unknown_part_is_a_usage_error(capsys, model_files):
+    code, _, err = run(capsys, "estimate", model_files[0], "--part", "xc9z999")
+    assert code == 2 and "unknown part 'xc9z999'" in err and "Traceback" not in err
+
+
+def test_fit_cli_reports_the_bottleneck(capsys, model_files, tmp_path):
+    from fpgacnn.data import load_digits_split
+
+    s = load_digits_split()
+    data = tmp_path / "digits.npz"
+    np.savez(data, x=np.concatenate([s.x_train, s.x_test])[:300], y=np.concatenate([s.y_train, s.y_test])[:300])
+    code, _, err = run(capsys, "fit", model_files[0], "--data", data, "--part", "xc7z020", "--fps", "1e8",
+                       "--epochs", "0")
+    assert code == 2, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: no design fits xc7z020 at 1e+08 fps") and "throughput: needs" in last
