@@ -10,27 +10,16 @@ from __future__ import annotations
 
 import io
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from fpgacnn.data import Split
 
 ROOT = Path(__file__).resolve().parents[1]
 ZIP = ROOT.parent / "shared" / "datasets" / "cifar10-jpg.zip"
 WORK = ROOT / "benchmarks" / "work"
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-
-@dataclass
-class Cifar10:
-    """Images as float32 NHWC in [0, 1], labels as int64."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
 
 
 def decode(zip_path: Path = ZIP, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +50,7 @@ def cached(split: str, zip_path: Path = ZIP, work: Path = WORK) -> tuple[np.ndar
     return np.load(fx), np.load(fy)
 
 
-def load(val_per_class: int = 500, seed: int = 0) -> Cifar10:
+def load(val_per_class: int = 500, seed: int = 0) -> Split:
     """train/ split into train and a stratified validation set; test/ untouched."""
     x, y = cached("train")
     xt, yt = cached("test")
@@ -71,9 +60,9 @@ def load(val_per_class: int = 500, seed: int = 0) -> Cifar10:
     is_val[val_idx] = True
     train_idx = rng.permutation(np.flatnonzero(~is_val))
     scale = np.float32(1 / 255)
-    return Cifar10(x[train_idx].astype(np.float32) * scale, y[train_idx],
-                   x[is_val].astype(np.float32) * scale, y[is_val],
-                   xt.astype(np.float32) * scale, yt)
+    return Split(x[train_idx].astype(np.float32) * scale, y[train_idx],
+                 x[is_val].astype(np.float32) * scale, y[is_val],
+                 xt.astype(np.float32) * scale, yt, classes=list(CLASSES))
 
 
 if __name__ == "__main__":
