@@ -178,21 +178,48 @@ def quantize(model, bits, data, epochs, out, force):
 @click.option("--clock", "clock_mhz", default=100.0, show_default=True, help="Target clock in MHz.")
 @click.option("--name", default="myproject", show_default=True, help="Project / top function name.")
 @click.option("--force", is_flag=True, help="Replace an existing project directory.")
-def generate(qmodel, data, out, samples, part, backend, io_type, clock_mhz, name, force):
+@click.option("--design", "design_path", type=click.Path(), default=None,
+              help="fit.json (or the --out directory) of 'fpgacnn fit': build the design it chose, with its part, "
+                   "clock, input grid and per-layer reuse factors and strategies.")
+@click.option("--fifo-depth", default="auto", show_default=True,
+              help="io_stream FIFO depths: 'auto' (shallow where the layers form a chain), 'full' (hls4ml's: a "
+                   "whole feature map) or a number.")
+def generate(qmodel, data, out, samples, part, backend, io_type, clock_mhz, name, force, design_path, fifo_depth):
     """Write the HLS project for a QKeras QMODEL (hls4ml C++ + build scripts + testbench)."""
     from .data import load_npz_split
     from .hls.generate import generate as write_project
     from .modelio import file_sha256, load_model
     from .pipeline import check_output_dir
 
+    fifo_depth = int(fifo_depth) if fifo_depth.isdigit() else fifo_depth
+    options = {"part": part, "backend": backend, "io_type": io_type, "clock_period_ns": 1000.0 / clock_mhz,
+               "fifo_depth": fifo_depth}
+    if design_path:
+        options = _fit_design_options(design_path, options)
     check_output_dir(out, force)
     q = load_model(qmodel)
     split = load_npz_split(data)
     n = min(samples, len(split.x_test))
-    project = write_project(q, out, part=part, backend=backend, io_type=io_type, x_test=split.x_test[:n],
-                            y_test=split.y_test[:n], name=name, force=force, clock_period_ns=1000.0 / clock_mhz,
-                            classes=split.classes, source_model_sha256=file_sha256(qmodel))
+    project = write_project(q, out, x_test=split.x_test[:n], y_test=split.y_test[:n], name=name, force=force,
+                            classes=split.classes, source_model_sha256=file_sha256(qmodel), **options)
     click.echo(f"wrote {project.dir} (top function {project.name}, {n} test vectors); next: fpgacnn csim {out}")
+
+
+def _fit_design_options(design_path, given: dict) -> dict:
+    """``generate`` options of a saved fit; an option given on the command line must agree with it."""
+    from .errors import InputError
+    from .estimate.commands import load_fit_design
+
+    design, spec = load_fit_design(design_path)
+    options = design.generate_options()
+    ctx = click.get_current_context()
+    flags = {"part": "--part", "backend": "--backend", "io_type": "--io-type", "clock_period_ns": "--clock",
+             "fifo_depth": "--fifo-depth"}
+    for key, flag in flags.items():
+        source = ctx.get_parameter_source("clock_mhz" if key == "clock_period_ns" else key)
+        if source == click.core.ParameterSource.COMMANDLINE and given[key] != options[key]:
+            raise InputError(f"{flag} differs from the design in {design_path}; leave it out to build that design")
+    return {**options, "input_type": spec, "input_bits": spec.type.width}
 
 
 @cli.command("estimate")
@@ -228,11 +255,15 @@ def estimate_cmd(model, part, clock_mhz, bits, reuse, strategy, allow_code, as_j
 @click.option("--clock", "clock_mhz", default=100.0, show_default=True, type=float, help="Clock in MHz.")
 @click.option("--max-utilization", default=0.8, show_default=True, type=float, help="Cap on every resource.")
 @click.option("--epochs", default=5, show_default=True, help="Fine-tuning (and QAT) epochs per candidate.")
+@click.option("--augment", type=click.Choice(["none", "shift", "flip_shift"]), default="none", show_default=True,
+              help="Fine-tune on a new shifted (and flipped) view of the images every epoch.")
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True)
 @click.option("--out", type=click.Path(), default=None, help="Save the chosen models and fit.json here.")
 @click.option("--force", is_flag=True, help="Replace an existing --out directory.")
 @click.option("--allow-code", is_flag=True, help="Allow Lambda/custom layers to run code from the model file.")
 @click.option("--json", "as_json", is_flag=True)
-def fit_cmd(model, data, part, fps, clock_mhz, max_utilization, epochs, out, force, allow_code, as_json):
+def fit_cmd(model, data, part, fps, clock_mhz, max_utilization, epochs, augment, lr_schedule, out, force, allow_code,
+            as_json):
     """Find the most accurate trim level, bit width and reuse factors of MODEL that fit a part at FPS."""
     from .data import load_npz_split
     from .errors import OutputExistsError
@@ -250,13 +281,16 @@ def fit_cmd(model, data, part, fps, clock_mhz, max_utilization, epochs, out, for
     has_val = split.x_val is not None and len(split.x_val) > 0
     result = fit(load_model(model, allow_code=allow_code), split.x_train, split.y_train, part, fps=fps,
                  clock_mhz=clock_mhz, max_utilization=max_utilization, x_val=split.x_val if has_val else None,
-                 y_val=split.y_val if has_val else None, finetune_epochs=epochs, log=None if as_json else _log)
+                 y_val=split.y_val if has_val else None, finetune_epochs=epochs, log=None if as_json else _log,
+                 finetune_options={"augment": None if augment == "none" else augment, "lr_schedule": lr_schedule})
     if out:
         save_fit(result, out, force=force)
     if as_json:
         _echo_json({k: v for k, v in result.to_dict().items() if k != "hls_config"})
     else:
-        click.echo(table_text(result.table) + "\n\n" + result.summary() + (f"\nsaved {out}" if out else ""))
+        saved = (f"\nsaved {out}; next: fpgacnn generate {Path(out) / 'qmodel.h5'} --design {out} --data {data} "
+                 "--out PROJECT_DIR") if out else ""
+        click.echo(table_text(result.table) + "\n\n" + result.summary() + saved)
 
 
 @cli.command("csim")

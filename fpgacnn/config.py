@@ -40,6 +40,12 @@ def _type(*types):
     return lambda v: None if isinstance(v, types) and not isinstance(v, bool) or bool in types and isinstance(v, bool) else f"must be {names}, got {v!r}"
 
 
+def _fifo_depth(v):
+    if v in ("auto", "full") or isinstance(v, int) and not isinstance(v, bool) and v >= 1:
+        return None
+    return f"must be 'auto', 'full' or a positive integer; got {v!r}"
+
+
 def _size(v):
     if not (isinstance(v, list) and len(v) == 2 and all(isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= 4096 for i in v)):
         return f"must be [height, width] with integers in 1..4096, got {v!r}"
@@ -54,13 +60,16 @@ SCHEMA: dict[str, dict[str, tuple]] = {
              "image_size": (None, _size), "color_mode": ("rgb", _choice("rgb", "grayscale")),
              "scale": (1.0 / 256.0, _num(0, lo_open=True)), "offset": (0.0, _num()),
              "test_fraction": (0.2, _num(0, 0.9, lo_open=True)), "seed": (0, _num(0, integer=True))},
-    "trim": {"keep": (0.5, _num(0, 1, lo_open=True)), "criterion": ("relevance", _choice("relevance", "l1", "apoz", "random")),
-             "finetune_epochs": (10, _num(0, 10000, integer=True)), "representative": (500, _num(1, integer=True))},
+    "trim": {"keep": (0.5, _num(0, 1, lo_open=True)),
+             "criterion": ("relevance", _choice("relevance", "relevance_weighted", "l1", "apoz", "random")),
+             "finetune_epochs": (10, _num(0, 10000, integer=True)), "representative": (500, _num(1, integer=True)),
+             "augment": ("none", _choice("none", "shift", "flip_shift")),
+             "lr_schedule": ("constant", _choice("constant", "cosine"))},
     "quantize": {"bits": (8, _num(2, 16, integer=True)), "qat_epochs": (10, _num(0, 10000, integer=True))},
     "target": {"part": ("xc7z020clg400-1", _type(str)), "clock_mhz": (100.0, _num(0, 1000, lo_open=True)),
                "fps": (30.0, _num(0, lo_open=True))},
     "hls": {"backend": ("Vitis", _choice("Vitis", "Vivado")), "io_type": ("io_stream", _choice("io_stream", "io_parallel")),
-            "name": ("myproject", _type(str))},
+            "name": ("myproject", _type(str)), "fifo_depth": ("auto", _fifo_depth)},
     "csim": {"samples": (200, _num(1, integer=True))},
     "output": {"dir": (None, _type(str)), "force": (False, _type(bool))},
 }

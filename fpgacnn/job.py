@@ -53,5 +53,7 @@ def run_job(cfg: dict, log=None) -> dict:
         qat_epochs=cfg["quantize"]["qat_epochs"], representative=cfg["trim"]["representative"],
         csim_samples=cfg["csim"]["samples"], seed=cfg["data"]["seed"], name=cfg["hls"]["name"],
         force=cfg["output"]["force"], criterion=cfg["trim"]["criterion"], preprocessing=preprocessing,
+        augment=None if cfg["trim"]["augment"] == "none" else cfg["trim"]["augment"],
+        lr_schedule=cfg["trim"]["lr_schedule"], fifo_depth=cfg["hls"]["fifo_depth"],
     )
     return run_pipeline(model, split, out, opts, timer=timer, log=log, source_sha256=sha)

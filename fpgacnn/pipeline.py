@@ -37,11 +37,14 @@ class PipelineOptions:
     learning_rate: float = 1e-3
     seed: int = 0
     distill: bool = True          # fine-tune and QAT distilled from the previous stage's model
-    criterion: str = "relevance"  # relevance | l1 | apoz | random
+    criterion: str = "relevance"  # relevance | relevance_weighted | l1 | apoz | random
+    augment: str | None = None    # fine-tuning after trimming: None | "shift" | "flip_shift"
+    lr_schedule: str = "constant"  # fine-tuning after trimming: "constant" | "cosine"
     fps: float = 30.0             # frame-rate target for choosing the reuse factor
     max_utilization: float = 0.8  # of every resource of the part
     strategy: str | None = None   # None: the fastest design that fits the part; else fixed
     reuse_factor: int = 1         # with a fixed strategy
+    fifo_depth: str | int = "auto"  # io_stream FIFOs: "auto" | "full" | a depth (fpgacnn.hls.fifo)
     preprocessing: dict | None = None  # image-folder recipe, recorded in the project manifest
     name: str = "myproject"
     force: bool = False
@@ -122,7 +125,8 @@ def run_pipeline(model, split: Split, out_dir, opts: PipelineOptions | None = No
                                x_test=x_test[:n_csim], y_test=y_test[:n_csim], float_model=trimmed,
                                name=opts.name, clock_period_ns=opts.clock_period_ns,
                                classes=split.classes, source_model_sha256=source_sha256,
-                               input_bits=opts.bits, input_type=grid, preprocessing=opts.preprocessing)
+                               input_bits=opts.bits, input_type=grid, preprocessing=opts.preprocessing,
+                               fifo_depth=opts.fifo_depth)
         with timer.stage("csim", log):
             from . import csim
 
@@ -182,7 +186,7 @@ def _choose_hardware(qmodel, grid, opts: PipelineOptions):
     tried = []
     for strategy, reuse in [("Latency", 1)] + [("Resource", r) for r in (2, 4, 8, 16, 32, 64, 128, 256)]:
         design = Design(part=opts.part, clock_mhz=clock_mhz, io_type=opts.io_type, backend=opts.backend,
-                        strategy=strategy, reuse_factor=reuse)
+                        strategy=strategy, reuse_factor=reuse, fifo_depth=opts.fifo_depth)
         try:
             est = estimate_design(prepared, design, part=part)
         except FpgacnnError:
@@ -219,7 +223,8 @@ def _trim_stage(model, x_train, y_train, x_val, y_val, opts: PipelineOptions):
     if opts.finetune_epochs > 0:
         finetune(trimmed, x_train, y_train, teacher=model if opts.distill else None,
                  epochs=opts.finetune_epochs, batch_size=opts.batch_size,
-                 learning_rate=opts.learning_rate, seed=opts.seed, x_val=x_val, y_val=y_val)
+                 learning_rate=opts.learning_rate, seed=opts.seed, x_val=x_val, y_val=y_val,
+                 augment=opts.augment, lr_schedule=opts.lr_schedule)
     layers = result.report.get("layers", {})
     summary = {
         "criterion": opts.criterion,

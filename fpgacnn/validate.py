@@ -98,6 +98,16 @@ def check_options(opts) -> None:
 
     if criterion not in CRITERIA:
         raise InputError(f"unknown trim criterion {criterion!r} (choose from {', '.join(CRITERIA)})")
+    from .distill import AUGMENTATIONS, LR_SCHEDULES
+    from .hls.fifo import check_fifo_depth
+
+    check_fifo_depth(getattr(opts, "fifo_depth", "auto"))
+
+    augment = getattr(opts, "augment", None)
+    if augment is not None and augment not in AUGMENTATIONS:
+        raise InputError(f"unknown augmentation {augment!r} (choose from {', '.join(AUGMENTATIONS)} or None)")
+    if getattr(opts, "lr_schedule", "constant") not in LR_SCHEDULES:
+        raise InputError(f"unknown learning-rate schedule {opts.lr_schedule!r} (choose from {', '.join(LR_SCHEDULES)})")
     check_part(opts.part)
 
 

@@ -412,7 +412,7 @@ OPTION_CASES = [
     (dict(bits=8.5), "bits must be an integer in [2, 16], got 8.5"),
     (dict(representative=0), "representative must be a positive integer, got 0"),
     (dict(clock_period_ns=float("inf")), "clock_period_ns must be a positive number, got inf"),
-    (dict(criterion="magic"), "unknown trim criterion 'magic' (choose from relevance, l1, apoz, random)"),
+    (dict(criterion="magic"), "unknown trim criterion 'magic' (choose from relevance, relevance_weighted, l1, apoz, random)"),
     (dict(name=""), "name must be a non-empty string, got ''"),
 ]
 

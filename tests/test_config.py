@@ -60,3 +60,14 @@ def test_shipped_examples_validate():
     assert examples
     for ex in examples:
         load_config(ex)
+
+
+def test_finetuning_and_fifo_options_are_checked():
+    cfg = validate({**MINIMAL, "trim": {"augment": "flip_shift", "lr_schedule": "cosine"}, "hls": {"fifo_depth": 4}})
+    assert cfg["trim"]["augment"] == "flip_shift" and cfg["hls"]["fifo_depth"] == 4
+    assert validate(MINIMAL)["trim"]["augment"] == "none" and validate(MINIMAL)["hls"]["fifo_depth"] == "auto"
+    with pytest.raises(ConfigError) as err:
+        validate({**MINIMAL, "trim": {"augment": "rotate", "lr_schedule": "step"}, "hls": {"fifo_depth": 0}})
+    text = " ".join(err.value.problems)
+    for needle in ("trim.augment must be one of", "trim.lr_schedule must be one of", "hls.fifo_depth must be"):
+        assert needle in text

@@ -76,3 +76,37 @@ def test_fit_cli_reports_the_bottleneck(capsys, model_files, tmp_path):
     assert code == 2, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: no design fits xc7z020 at 1e+08 fps") and "throughput: needs" in last
+
+
+def test_generate_builds_the_design_fit_saved(capsys, model_files, tmp_path):
+    """fit -> fit --out files -> ``fpgacnn generate --design``: the per-layer reuse factors and
+    the input grid of the fit reach the project; options that contradict the design are refused."""
+    from fpgacnn.data import load_digits_split
+    from fpgacnn.estimate.commands import save_fit
+    from fpgacnn.estimate.fit import fit
+    from fpgacnn.modelio import load_model
+
+    s = load_digits_split()
+    data = tmp_path / "digits.npz"
+    np.savez(data, x_train=s.x_train[:200], y_train=s.y_train[:200], x_test=s.x_test[:8], y_test=s.y_test[:8])
+    result = fit(load_model(model_files[0]), s.x_train[:200], s.y_train[:200], "xc7z020clg400-1", fps=1000,
+                 keep_grid=(1.0,), bits_grid=(6,), finetune_epochs=0, representative=50)
+    assert len(set(result.design.layer_reuse.values())) > 1  # conv and logits differ
+    saved = save_fit(result, tmp_path / "fit")
+    code, out, err = run(capsys, "generate", saved / "qmodel.h5", "--design", saved, "--data", data,
+                         "--out", tmp_path / "proj", "--samples", "4")
+    assert code == 0, err
+    mf = json.loads((tmp_path / "proj" / "fpgacnn.json").read_text())
+    assert mf["project"]["layer_reuse"] == result.design.layer_reuse
+    assert mf["project"]["layer_strategy"] == result.design.layer_strategy
+    assert mf["project"]["part"] == "xc7z020clg400-1" and mf["input"] == result.input_type.manifest()
+    params = (tmp_path / "proj" / "firmware" / "parameters.h").read_text()
+    for rf in set(result.design.layer_reuse.values()):
+        assert f"reuse_factor = {rf};" in params
+
+    code, _, err = run(capsys, "generate", saved / "qmodel.h5", "--design", saved / "fit.json", "--data", data,
+                       "--out", tmp_path / "other", "--part", "xc7a35tcpg236-1")
+    assert code == 2 and "--part differs from the design" in err
+    code, _, err = run(capsys, "generate", saved / "qmodel.h5", "--design", tmp_path / "nope.json", "--data", data,
+                       "--out", tmp_path / "other")
+    assert code == 2 and "does not exist" in err and not (tmp_path / "other").exists()

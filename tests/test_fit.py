@@ -57,6 +57,20 @@ def test_pareto_front_and_maximal_points():
     assert P.dominated_by((0.5, 8), [(0.25, 4)]) == (0.25, 4) and P.dominated_by((0.5, 8), [(1.0, 4)]) is None
 
 
+def test_screening_ranks_by_accuracy_only_above_chance():
+    def screened(keep, bits, acc):
+        return {"keep": keep, "bits": bits, "accuracy_ptq": acc}
+
+    # 10 classes, 5000 images: chance 0.1 +- 2 standard errors (0.0085)
+    rows = [screened(0.1, 8, 0.105), screened(0.15, 4, 0.102), screened(0.125, 6, 0.108), screened(0.2, 4, 0.35),
+            screened(0.2, 8, 0.5)]
+    order = [(r["keep"], r["bits"]) for r in P.screening_order(rows, 10, 5000)]
+    assert order == [(0.2, 8), (0.2, 4), (0.15, 4), (0.125, 6), (0.1, 8)]
+    # with 20 classes (chance 0.05) the same scores are informative: accuracy decides
+    assert [(r["keep"], r["bits"]) for r in P.screening_order(rows[:3], 20, 10_000)] == \
+        [(0.125, 6), (0.1, 8), (0.15, 4)]
+
+
 def test_budget_message_names_resource_and_factor():
     part = Part("board", dsp=220, bram_18k=280, lut=53_200, ff=106_400)
     row = _row(0.25, 4, None, 1000, fits=False, stage="screen")
@@ -103,12 +117,63 @@ def test_fit_result_design_reproduces_its_estimate(tight_fit):
     assert d["keep"] == 0.5 and d["estimate"]["total"] == r.estimate.total and len(d["table"]) >= 3
 
 
+def test_fit_model_has_batchnorm_statistics_of_the_representative_images(tight_fit, digits):
+    """Trimmed and fine-tuned, the chosen model normalises with its own statistics, not the
+    untrimmed network's (which put a trimmed VGG at chance) nor those of the training views."""
+    import numpy as np
+    from tensorflow import keras
+
+    rng = np.random.default_rng(0)  # fit's seeded choice of representative images
+    x_rep = digits.x_train[np.sort(rng.permutation(len(digits.x_train))[:200])]
+    m = tight_fit.float_model
+    bns = [ly for ly in m.layers if type(ly).__name__ == "BatchNormalization"]
+    assert bns
+    for bn in bns:
+        a = keras.Model(m.inputs, bn.input)(x_rep, training=False).numpy().reshape(-1, bn.input.shape[-1])
+        np.testing.assert_allclose(bn.moving_mean.numpy(), a.mean(axis=0), rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(bn.moving_variance.numpy(), a.var(axis=0), rtol=1e-3, atol=1e-4)
+
+
+def test_fit_result_generates_exactly_its_design(tight_fit, digits, tmp_path):
+    from fpgacnn.estimate.estimator import TOTAL_KEYS
+
+    r = tight_fit
+    proj = r.generate(tmp_path / "p", x_test=digits.x_test[:4], y_test=digits.y_test[:4])
+    mf = proj.manifest
+    assert mf["project"]["layer_reuse"] == r.design.layer_reuse and len(set(r.design.layer_reuse.values())) > 1
+    assert mf["project"]["layer_strategy"] == r.design.layer_strategy
+    assert mf["project"]["part"] == "tight-board" and mf["project"]["clock_period_ns"] == 10.0
+    assert mf["input"] == r.input_type.manifest() and mf["model"]["params"] == r.qmodel.count_params()
+    assert mf["estimate"]["total"] == {k: int(r.estimate.total[k]) for k in TOTAL_KEYS}  # the design estimated
+
+
+def test_finetune_options_reach_the_distillation(trained_small_vgg, digits, monkeypatch):
+    import fpgacnn.distill
+    from fpgacnn.estimate.fit import fit
+
+    with pytest.raises(InputError, match="finetune_options must be a dict with keys from"):
+        fit(trained_small_vgg, digits.x_train, digits.y_train, "xc7z020", finetune_options={"augmentation": "flip"})
+    seen, real = [], fpgacnn.distill.finetune
+
+    def spy(*args, **kwargs):
+        seen.append({k: kwargs.get(k) for k in ("augment", "lr_schedule")})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fpgacnn.distill, "finetune", spy)
+    r = fit(trained_small_vgg, digits.x_train, digits.y_train, "xc7z020clg400-1", fps=1000, keep_grid=(0.5,),
+            bits_grid=(8,), finetune_epochs=1, max_finetune=1, representative=100,
+            finetune_options={"augment": "shift", "lr_schedule": "cosine"})
+    # the distillation gets them; quantization-aware training (distilled from the student) keeps its recipe
+    assert seen == [{"augment": "shift", "lr_schedule": "cosine"}, {"augment": None, "lr_schedule": None}]
+    assert r.design.part == "xc7z020clg400-1"  # the ordering code as given: what the vendor tools need
+
+
 def test_nothing_fits_raises_budget_error_naming_the_resource(trained_small_vgg, digits):
     from fpgacnn.estimate.fit import fit
 
-    no_bram = Part("no-bram", dsp=220, bram_18k=4, lut=53_200, ff=106_400)
-    with pytest.raises(BudgetError, match=r"BRAM_18K: needs \d+, part allows 3 \(80% of 4\): [\d.]+x over"):
-        fit(trained_small_vgg, digits.x_train, digits.y_train, no_bram, fps=1000, keep_grid=(1.0, 0.5),
+    tiny = Part("tiny", dsp=220, bram_18k=280, lut=1_000, ff=106_400)
+    with pytest.raises(BudgetError, match=r"LUT: needs [\d,]+, part allows 800 \(80% of 1,000\): [\d.]+x over"):
+        fit(trained_small_vgg, digits.x_train, digits.y_train, tiny, fps=1000, keep_grid=(1.0, 0.5),
             bits_grid=(8, 4), finetune_epochs=0, representative=100)
     assert issubclass(BudgetError, InputError)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -142,6 +143,39 @@ def test_manifest(project, tiny_q):
     assert str(project.dir.parent) not in text and ".tmp-" not in text
 
 
+def _stream_depths(project_dir: Path, top: str) -> dict:
+    text = (project_dir / "firmware" / f"{top}.cpp").read_text()
+    return {m[0]: int(m[1]) for m in re.findall(r"#pragma HLS STREAM variable=(\w+) depth=(\d+)", text)}
+
+
+def test_chain_fifos_are_shallow_unless_asked_for_full_depth(project, tiny_q, tmp_path):
+    from fpgacnn.errors import InputError
+    from fpgacnn.hls.generate import generate
+
+    m, q, x, y = tiny_q
+    shallow = _stream_depths(project.dir, project.name)
+    assert shallow and max(shallow.values()) <= 16
+    assert project.manifest["project"]["fifo_depth"] == "auto"
+    assert project.manifest["project"]["fifo_depths"] == shallow
+    full = generate(q, tmp_path / "full", x_test=x[:4], fifo_depth="full")
+    depths = _stream_depths(full.dir, full.name)
+    assert depths.keys() == shallow.keys() and max(depths.values()) == 36  # the conv's 6x6 output map
+    assert full.manifest["estimate"]["total"]["LUT"] > project.manifest["estimate"]["total"]["LUT"]
+    with pytest.raises(InputError, match="fifo_depth"):
+        generate(q, tmp_path / "bad", x_test=x[:4], fifo_depth="deep")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_branching_graph_keeps_hls4ml_fifo_depths(tmp_path):
+    from fpgacnn.hls.generate import generate
+    from fpgacnn.quantization import quantize
+
+    x = _pixels(4)
+    proj = generate(quantize(_branchy(), bits=8, x=x), tmp_path / "p", x_test=x)
+    depths = _stream_depths(proj.dir, proj.manifest["project"]["top"])
+    assert min(d for name, d in depths.items() if "cpy" in name) == 64  # the forked 8x8 maps stay whole
+
+
 def test_two_generations_are_byte_identical(project, tiny_q, tmp_path):
     from fpgacnn.hls.generate import generate
 
@@ -208,6 +242,65 @@ def test_rejects_float_model_and_bad_data(tiny_q, tmp_path):
         generate(q, tmp_path / "g", x_test=x[:, :4])
     with pytest.raises(DataError):
         generate(q, tmp_path / "h", x_test=x[:2], classes=["a"])
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ per-layer reuse factors (a fit's design)
+def _layer_configs(project_dir: Path) -> dict:
+    """``{config struct: {reuse_factor, strategy}}`` as hls4ml wrote them into parameters.h."""
+    import re
+
+    text = (project_dir / "firmware" / "parameters.h").read_text()
+    out = {}
+    for m in re.finditer(r"struct (config\d+) : nnet::\w+ \{(.*?)\n\};", text, re.S):
+        body = m.group(2)
+        rf = re.search(r"reuse_factor = (\d+);", body)
+        st = re.search(r"strategy = nnet::(\w+);", body)
+        if rf and st:
+            out[m.group(1)] = (int(rf.group(1)), st.group(1))
+    return out
+
+
+@needs_gxx
+def test_per_layer_reuse_factors_reach_the_project_and_stay_bit_exact(tiny_q, tmp_path):
+    from fpgacnn.hls.generate import generate
+    from fpgacnn.hls.testvectors import read_matrix
+
+    _, q, x, _ = tiny_q
+    proj = generate(q, tmp_path / "p", x_test=x[:6], layer_reuse={"conv": 9, "dense": 12},
+                    layer_strategy={"dense": "Resource"})
+    mf = proj.manifest["project"]
+    assert mf["layer_reuse"] == {"conv": 9, "dense": 12}
+    assert mf["layer_strategy"] == {"conv": "Latency", "dense": "Resource"}
+    assert mf["reuse_factor"] == 1 and mf["strategy"] == "Latency"  # the model-wide defaults, as given
+    # conv: its kernel struct and the line buffer's config; dense: the Resource kernel
+    assert sorted(set(_layer_configs(proj.dir).values())) == [(9, "latency"), (12, "resource")]
+    work = tmp_path / "copy"
+    shutil.copytree(proj.dir, work)
+    got = _csim_exact(work, mf["top"], tmp_path)
+    np.testing.assert_array_equal(got, read_matrix(work / "tb_data" / "tb_output_predictions.dat"))
+    assert got.shape == (6, 10)
+
+    plain = generate(q, tmp_path / "plain", x_test=x[:2])  # defaults: every layer recorded at 1, Latency
+    assert plain.manifest["project"]["layer_reuse"] == {"conv": 1, "dense": 1}
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"layer_reuse": {"nope": 2}}, "reuse factor given for layer 'nope', which the model does not have"),
+    ({"layer_reuse": {"conv": 5}}, r"reuse factor 5 of layer 'conv' is not one hls4ml accepts for its 9x4 "
+                                   r"kernel \(valid: 1, 3, 9, 18, 36\)"),
+    ({"layer_reuse": {"pool": 2}}, "layer 'pool', which has no multipliers"),
+    ({"layer_reuse": {"dense": 2.5}}, "reuse factor of layer 'dense' must be a positive integer"),
+    ({"layer_strategy": {"conv": "Fast"}}, "strategy of layer 'conv' must be Latency or Resource"),
+    ({"layer_reuse": [("conv", 9)]}, "layer_reuse and layer_strategy must map"),
+])
+def test_invalid_per_layer_design_is_refused(tiny_q, tmp_path, kwargs, message):
+    from fpgacnn.errors import InputError
+    from fpgacnn.hls.generate import generate
+
+    _, q, x, _ = tiny_q
+    with pytest.raises(InputError, match=message):
+        generate(q, tmp_path / "p", x_test=x[:2], **kwargs)
     assert list(tmp_path.iterdir()) == []
 
 

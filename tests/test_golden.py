@@ -46,11 +46,13 @@ _ARRAY_DATA = """      input_t input_1[8*8*1];
 
 
 def _manifest(backend, io_type, axi_stream, softmax):
+    design = {"layer_reuse": {"conv": 9, "dense": 40}, "layer_strategy": {"conv": "Latency", "dense": "Resource"},
+              "fifo_depth": "auto", "fifo_depths": {"layer2_out": 16, "layer4_out": 9}} if io_type == "io_stream" else {}
     return {
         "fpgacnn_version": "0.1.0",
         "project": {"name": "myproject", "display_name": "Golden digits", "top": "myproject", "backend": backend,
                     "io_type": io_type, "part": "xc7z020clg400-1", "clock_period_ns": 10, "strategy": "Latency",
-                    "reuse_factor": 1, "axi_stream": axi_stream},
+                    "reuse_factor": 1, "axi_stream": axi_stream, **design},
         "model": {"name": "golden", "sha256": "ab" * 32, "params": 410, "input_shape": [8, 8, 1], "n_outputs": 10,
                   "classes": [str(i) for i in range(10)]},
         "input": {"precision": "ap_ufixed<8,0>", "bits": 8, "scale": 0.00390625, "offset": 0.0,

@@ -122,6 +122,33 @@ def test_relevance_reads_the_post_activation_tensor():
     assert set(relevance_scores(m, x)) == {"c1", "c2", "fc1", "out"}
 
 
+def test_consumer_weight_norms_follow_pooling_and_flatten_rows():
+    from fpgacnn.trimming.relevance import consumer_weight_norms
+    m = seq_model()
+    norms = consumer_weight_norms(ChannelGraph(m))
+    k2 = m.get_layer("c2").get_weights()[0]  # (2, 2, 4, 6): c1's channels behind BN, ReLU, pooling
+    np.testing.assert_allclose(norms["c1"], np.sqrt((k2 ** 2).sum(axis=(0, 1, 3))))
+    w = m.get_layer("fc1").get_weights()[0]  # Flatten of a (1, 1, 6) map: row f carries channel f % 6
+    rows = w.reshape(-1, 6, w.shape[1])
+    np.testing.assert_allclose(norms["c2"], np.sqrt((rows ** 2).sum(axis=(0, 2))))
+    assert np.all(norms["out"] == 1.0)  # read by no weighted layer: no information
+
+
+def test_relevance_weighted_prefers_the_kernel_the_next_layer_reads():
+    m = seq_model()
+    x = data(m)
+    c2 = m.get_layer("c2")
+    k, b = c2.get_weights()
+    k[:, :, 1, :] *= 1e-3  # the next layer barely reads c1's kernel 1
+    c2.set_weights([k, b])
+    from fpgacnn.trimming.relevance import criterion_scores
+    scores = criterion_scores(m, x, "relevance_weighted", ChannelGraph(m))
+    assert np.argmin(scores["c1"]) == 1
+    res = trim_model(m, x, keep=0.75, criterion="relevance_weighted",
+                     scores={p: np.ones(n) for p, n in (("c2", 6), ("fc1", 5))})
+    assert 1 not in res.report["layers"]["c1"]["kept"]
+
+
 @pytest.mark.parametrize("statistic", ["mean", "mean_abs", "apoz"])
 def test_relevance_streams_batch_size_does_not_matter(statistic):
     m = func_model()
@@ -142,7 +169,7 @@ def test_relevance_streams_batch_size_does_not_matter(statistic):
 # ---- equivalence -------------------------------------------------------------------
 
 @pytest.mark.parametrize("builder", [seq_model, func_model])
-@pytest.mark.parametrize("criterion", ["relevance", "l1", "apoz", "random"])
+@pytest.mark.parametrize("criterion", ["relevance", "relevance_weighted", "l1", "apoz", "random"])
 def test_trimmed_equals_masked_original(builder, criterion):
     m = builder()
     x = data(m)

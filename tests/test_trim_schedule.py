@@ -276,6 +276,13 @@ def test_cost_aware_global_ranking_keeps_cheap_kernels():
         trim_model(m, x, keep=0.5, cost="params")  # layer ranking: every layer keeps `keep` anyway
     with pytest.raises(InputError, match="cost"):
         trim_model(m, x, keep=0.5, ranking="global", cost="luts")
+    sqrt_costs = kernel_costs(graph, "sqrt_params")
+    assert all(np.isclose(sqrt_costs[g], costs[g] ** 0.5) for g in costs)
+    # with a score gradient the square-root price lands between ignoring the cost and obeying it
+    graded = {n: np.linspace(2.0, 0.1, m.get_layer(n).kernel.shape[-1]) for n in ("c1", "c2", "fc1")}
+    kept = {c: trim_model(m, x, keep=0.5, scores=graded, ranking="global", cost=c).report["layers"][dearest]
+            ["kernels_after"] for c in (None, "sqrt_params", "params")}
+    assert kept[None] >= kept["sqrt_params"] >= kept["params"] and kept[None] > kept["params"]
 
 
 def test_batchnorm_statistics_are_re_estimated_in_order():

@@ -9,6 +9,7 @@ Conv2D+BatchNormalization) are estimated with hls4ml's own precision inference i
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -52,7 +53,8 @@ def estimate_json(est, how: str) -> dict:
 
 def save_fit(result, out_dir, force: bool = False) -> Path:
     """Write the chosen design of a fit: ``float_model.h5``, ``qmodel.h5`` and ``fit.json``
-    (design, estimate, hls4ml config, the table of points tried), all or nothing."""
+    (design, input grid, estimate, hls4ml config, the table of points tried), all or nothing.
+    ``fpgacnn generate OUT/qmodel.h5 --design OUT/fit.json`` builds that design."""
     from fpgacnn.atomic import make_temp_dir, replace_dir
 
     out = Path(out_dir)
@@ -69,3 +71,33 @@ def save_fit(result, out_dir, force: bool = False) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+_FIXED = re.compile(r"ap_(u?)fixed<(\d+),(-?\d+)>")
+
+
+def load_fit_design(path):
+    """``(Design, InputSpec)`` of a saved fit: ``path`` is its ``fit.json`` or the directory
+    ``save_fit`` wrote. The input grid is the one the QKeras model was trained on, so the
+    test vectors are snapped exactly as during the fit."""
+    from fpgacnn.estimate.design import Design
+    from fpgacnn.hls.fixed import Fixed, InputSpec
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "fit.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"design file '{path}' does not exist (give fit.json or the directory fpgacnn fit "
+                         "--out wrote)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"design file '{path}' is not readable JSON: {exc}") from None
+    if not isinstance(saved, dict) or "design" not in saved or not isinstance(saved.get("input"), dict):
+        raise InputError(f"'{path}' is not a fit result: it has no 'design' and 'input'")
+    design = Design.from_dict(saved["design"])
+    m = _FIXED.fullmatch(str(saved["input"].get("precision", "")).replace(" ", ""))
+    if not m or not 2 <= int(m.group(2)) <= 32:
+        raise InputError(f"'{path}': input precision {saved['input'].get('precision')!r} is not an ap_[u]fixed<W,I> "
+                         "type")
+    return design, InputSpec(Fixed(int(m.group(2)), int(m.group(3)), signed=not m.group(1)))

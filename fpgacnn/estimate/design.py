@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+import numbers
 import tempfile
 from dataclasses import dataclass, field
 
 from fpgacnn.errors import InputError, ToolError, UnsupportedLayerError
 from fpgacnn.estimate.estimator import Estimate, estimate_resources
 from fpgacnn.estimate.parts import Part, get_part
+from fpgacnn.hls.fifo import check_fifo_depth, set_fifo_depths
+from fpgacnn.hls.identifiers import safe_text
 
 IO_TYPES = ("io_stream", "io_parallel")
 STRATEGIES = ("Latency", "Resource")
@@ -36,11 +39,37 @@ class Design:
     reuse_factor: int = 1  # model-wide default
     layer_reuse: dict = field(default_factory=dict)  # Keras layer name -> reuse factor
     layer_strategy: dict = field(default_factory=dict)  # Keras layer name -> "Latency" | "Resource"
+    fifo_depth: str | int = "auto"  # io_stream FIFO depths, see fpgacnn.hls.fifo
 
     def to_dict(self) -> dict:
         return {"part": self.part, "clock_mhz": self.clock_mhz, "io_type": self.io_type, "backend": self.backend,
                 "strategy": self.strategy, "reuse_factor": self.reuse_factor,
-                "layer_reuse": dict(self.layer_reuse), "layer_strategy": dict(self.layer_strategy)}
+                "layer_reuse": dict(self.layer_reuse), "layer_strategy": dict(self.layer_strategy),
+                "fifo_depth": self.fifo_depth}
+
+    @classmethod
+    def from_dict(cls, d) -> "Design":
+        """The design ``to_dict`` wrote (e.g. ``fit.json``'s ``design``); wrong shapes raise ``InputError``."""
+        if not isinstance(d, dict) or not isinstance(d.get("part"), str):
+            raise InputError("design must be a mapping with at least 'part' (a part name)")
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise InputError(f"design has unknown keys {sorted(unknown)}")
+        for key in ("layer_reuse", "layer_strategy"):
+            if not isinstance(d.get(key, {}), dict):
+                raise InputError(f"design '{key}' must map layer names to values, got {d[key]!r}")
+        clock = d.get("clock_mhz", 100.0)
+        if isinstance(clock, bool) or not isinstance(clock, (int, float)) or not clock > 0:
+            raise InputError(f"design clock_mhz must be a positive number, got {clock!r}")
+        check_fifo_depth(d.get("fifo_depth", "auto"))
+        return cls(**{**d, "clock_mhz": float(clock)})
+
+    def generate_options(self) -> dict:
+        """Keyword arguments of ``fpgacnn.hls.generate.generate`` that build this design."""
+        return {"part": part_code(self.part), "backend": self.backend, "io_type": self.io_type,
+                "clock_period_ns": 1000.0 / float(self.clock_mhz), "strategy": self.strategy,
+                "reuse_factor": int(self.reuse_factor), "layer_reuse": dict(self.layer_reuse),
+                "layer_strategy": dict(self.layer_strategy), "fifo_depth": self.fifo_depth}
 
 
 def part_code(part) -> str:
@@ -77,6 +106,50 @@ def prepare(qmodel, *, x=None, input_bits: int = 8, input_type=None) -> Prepared
     return Prepared(qmodel, hmodel, names, spec, layer_precisions(hmodel, spec.type))
 
 
+def apply_layer_design(config: dict, qmodel, names: dict, layer_reuse=None, layer_strategy=None) -> dict:
+    """Set per-layer reuse factors and strategies (keyed by the Keras layer names of
+    ``qmodel``) in the hls4ml ``config`` of its sanitized copy (``names``: hls name -> Keras
+    name), in place; returns ``config``.
+
+    A per-layer reuse factor must be one hls4ml accepts for the layer's kernel: hls4ml
+    would otherwise replace it, with a printed warning, by the closest valid one, and the
+    project would not be the design that was estimated. (The model-wide default is left
+    to hls4ml's rounding, which the single-factor searches rely on.)
+    """
+    from fpgacnn.estimate.hardware import valid_reuse_factors
+
+    layer_reuse, layer_strategy = dict(layer_reuse or {}), dict(layer_strategy or {})
+    to_hls = {keras_name: hls_name for hls_name, keras_name in names.items()}
+    geometry = mult_geometry(qmodel)
+    for what, per_layer in (("reuse factor", layer_reuse), ("strategy", layer_strategy)):
+        for keras_name, value in per_layer.items():
+            hls_name = to_hls.get(keras_name)
+            if hls_name is None or hls_name not in config["LayerName"]:
+                raise InputError(f"{what} given for layer '{safe_text(keras_name, 80)}', which the model "
+                                 "does not have")
+            if keras_name not in geometry:
+                raise InputError(f"{what} given for layer '{safe_text(keras_name, 80)}', which has no multipliers "
+                                 "(only Conv2D, DepthwiseConv2D and Dense layers take one)")
+            if what == "strategy":
+                if value not in STRATEGIES:
+                    raise InputError(f"strategy of layer '{safe_text(keras_name, 80)}' must be Latency or Resource, "
+                                     f"got {safe_text(repr(value), 40)}")
+                config["LayerName"][hls_name]["Strategy"] = value
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
+                raise InputError(f"reuse factor of layer '{safe_text(keras_name, 80)}' must be a positive integer, "
+                                 f"got {safe_text(repr(value), 40)}")
+            valid = valid_reuse_factors(*geometry[keras_name][:2])
+            if int(value) not in valid:
+                shown = ", ".join(map(str, valid)) if len(valid) <= 24 else \
+                    ", ".join(map(str, valid[:12])) + ", ..., " + ", ".join(map(str, valid[-4:]))
+                raise InputError(f"reuse factor {int(value)} of layer '{safe_text(keras_name, 80)}' is not one "
+                                 f"hls4ml accepts for its {geometry[keras_name][0]}x{geometry[keras_name][1]} "
+                                 f"kernel (valid: {shown})")
+            config["LayerName"][hls_name]["ReuseFactor"] = int(value)
+    return config
+
+
 def hls_config_for(prepared: Prepared, design: Design) -> dict:
     """The hls4ml config ``generate`` builds, with the design's per-layer reuse factors and
     strategies applied."""
@@ -88,18 +161,7 @@ def hls_config_for(prepared: Prepared, design: Design) -> dict:
         raise InputError(f"io_type must be one of {', '.join(IO_TYPES)}, got {design.io_type!r}")
     config = hls_config(prepared.hmodel, prepared.spec, prepared.precisions, backend=design.backend,
                         strategy=design.strategy, reuse_factor=int(design.reuse_factor))
-    to_hls = {keras_name: hls_name for hls_name, keras_name in prepared.names.items()}
-    for what, per_layer, key in (("reuse factor", design.layer_reuse, "ReuseFactor"),
-                                 ("strategy", design.layer_strategy, "Strategy")):
-        for keras_name, value in per_layer.items():
-            hls_name = to_hls.get(keras_name)
-            if hls_name is None or hls_name not in config["LayerName"]:
-                raise InputError(f"{what} given for layer '{keras_name}', which the model does not have")
-            if key == "Strategy" and value not in STRATEGIES:
-                raise InputError(f"strategy of layer '{keras_name}' must be Latency or Resource, got {value!r}")
-            if key == "ReuseFactor" and (isinstance(value, bool) or int(value) != value or int(value) < 1):
-                raise InputError(f"reuse factor of layer '{keras_name}' must be a positive integer, got {value!r}")
-            config["LayerName"][hls_name][key] = value if key == "Strategy" else int(value)
+    apply_layer_design(config, prepared.qmodel, prepared.names, design.layer_reuse, design.layer_strategy)
     return config
 
 
@@ -111,10 +173,12 @@ def convert(prepared: Prepared, design: Design):
     with tempfile.TemporaryDirectory(prefix="fpgacnn-design-") as tmp:
         try:
             with contextlib.redirect_stdout(io.StringIO()):
-                return hls4ml.converters.convert_from_keras_model(
+                hls_model = hls4ml.converters.convert_from_keras_model(
                     prepared.hmodel, hls_config=config, output_dir=tmp, project_name="design",
                     backend=design.backend, part=part_code(design.part),
                     clock_period=1000.0 / float(design.clock_mhz), io_type=design.io_type)
+            set_fifo_depths(hls_model, design.fifo_depth)
+            return hls_model
         except (UnsupportedLayerError, InputError):
             raise
         except Exception as exc:  # hls4ml raises bare Exceptions for unsupported configs

@@ -67,6 +67,27 @@ def maximal(points):
     return [p for p in pts if not any(q != p and q[0] >= p[0] and q[1] >= p[1] for q in pts)]
 
 
+def screening_order(rows: list[dict], n_classes: int, n_val: int) -> list[dict]:
+    """Screened rows, most promising for fine-tuning first.
+
+    Post-training accuracy ranks a point only where it is clearly above chance (more
+    than two standard errors of guessing on ``n_val`` images): a deeply trimmed network
+    often scores at chance before fine-tuning even with re-estimated batch-norm
+    statistics, and differences between chance-level scores are noise. Those points,
+    after the informative ones, go by kept kernels, then bits, the capacity that
+    fine-tuning can recover.
+    """
+    chance = 1.0 / max(1, int(n_classes))
+    noise = 2.0 * math.sqrt(chance * (1.0 - chance) / max(1, int(n_val)))
+
+    def key(r):
+        acc = r["accuracy_ptq"]
+        informative = acc is not None and acc > chance + noise
+        return (not informative, -(acc if informative else 0.0), -r["keep"], -r["bits"])
+
+    return sorted(rows, key=key)
+
+
 def mark_pareto(rows: list[dict]) -> None:
     """Flag the fine-tuned designs that fit and that no other fitting one beats on both
     validation accuracy (higher) and peak utilization of the part (lower)."""

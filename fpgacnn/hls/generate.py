@@ -21,6 +21,7 @@ from ..atomic import deferred_signals, make_temp_dir, replace_dir
 from ..errors import DataError, InputError, OutputExistsError, ToolError, UnsupportedLayerError
 from . import testvectors as tv
 from .identifiers import safe_identifier, safe_text
+from .fifo import check_fifo_depth, fifo_depths, set_fifo_depths
 from .precision import hls_config, input_spec, layer_precisions
 from .project import MANIFEST, Project
 from ..validate import check_hls_support, check_input_shape, check_model_weights
@@ -200,7 +201,9 @@ def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vit
              x_test=None, *, y_test=None, float_model=None, name: str | None = None, force: bool = False,
              clock_period_ns: float = 10.0, strategy: str = "Latency", reuse_factor: int = 1, classes=None,
              source_model_sha256: str | None = None, input_bits: int = 8, input_type=None,
-             preprocessing: dict | None = None, softmax: str = "host", axi_stream: bool = False) -> Project:
+             preprocessing: dict | None = None, softmax: str = "host", axi_stream: bool = False,
+             layer_reuse: dict | None = None, layer_strategy: dict | None = None,
+             fifo_depth: str | int = "auto") -> Project:
     """Write the hls4ml project for ``qmodel`` into ``out_dir`` and return its ``Project``.
 
     ``x_test`` are float inputs; they are snapped to the input grid (see
@@ -213,6 +216,14 @@ def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vit
     compares by argmax (manifest ``testbench.compare``); ``"host"`` emits bit-exact logits.
     ``axi_stream`` adds an AXI4-Stream top level for camera pipelines (8-bit pixels in,
     class index and score out; see ``fpgacnn.hls.axis``), recorded as ``project.axi_stream``.
+    ``layer_reuse`` / ``layer_strategy`` (``{Keras layer name: reuse factor / "Latency" |
+    "Resource"}``) override ``reuse_factor`` / ``strategy`` per Conv/Dense layer, e.g. the
+    design ``fpgacnn.fit`` chose (``FitResult.generate``, ``Design.generate_options``); an
+    unknown layer or a reuse factor hls4ml would not accept raises ``InputError``. The
+    factors and strategies every such layer is built with go to the manifest as
+    ``project.layer_reuse`` and ``project.layer_strategy``. ``fifo_depth`` sets the io_stream
+    FIFO depths (``fpgacnn.hls.fifo``: ``"auto"`` makes a chain's FIFOs shallow, ``"full"``
+    keeps hls4ml's whole-feature-map depths); the depths built go to ``project.fifo_depths``.
     """
     import fpgacnn
 
@@ -238,6 +249,7 @@ def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vit
         raise InputError(f"clock_period_ns must be positive, got {clock_period_ns!r}")
     if isinstance(reuse_factor, bool) or not isinstance(reuse_factor, (int, np.integer)) or reuse_factor < 1:
         raise InputError(f"reuse_factor must be a positive integer, got {reuse_factor!r}")
+    check_fifo_depth(fifo_depth)
 
     out = Path(out_dir)
     check_input_shape(qmodel)
@@ -255,6 +267,12 @@ def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vit
         logits = qmodel.predict(spec.snap(x_test), batch_size=256, verbose=0)
     precisions = layer_precisions(hmodel, spec.type, softmax=softmax == "hardware", softmax_logits=logits)
     config = hls_config(hmodel, spec, precisions, backend=backend, strategy=strategy, reuse_factor=int(reuse_factor))
+    if layer_reuse is not None and not isinstance(layer_reuse, dict) or \
+            layer_strategy is not None and not isinstance(layer_strategy, dict):
+        raise InputError("layer_reuse and layer_strategy must map Keras layer names to values")
+    from ..estimate.design import apply_layer_design, mult_geometry
+
+    apply_layer_design(config, qmodel, names, layer_reuse, layer_strategy)
     sha = source_model_sha256 or model_sha256(qmodel)
 
     tmp = make_temp_dir(out.absolute().parent, out.name)
@@ -267,6 +285,7 @@ def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vit
                     hmodel, hls_config=config, output_dir=str(tmp), project_name=top, backend=backend, part=part,
                     clock_period=clock, io_type=io_type)
                 stamp_old = hls_model.config.config.get("Stamp")
+                set_fifo_depths(hls_model, fifo_depth)
                 hls_model.write()
         except (UnsupportedLayerError, InputError):
             raise
@@ -278,11 +297,15 @@ def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vit
 
         tb = _testbench_files(tmp, qmodel, spec, x_test, y_test, float_model, n_out)
         final = precisions[-1].result
+        built = _built_layers(hls_model, names, mult_geometry(qmodel), strategy, int(reuse_factor))
         manifest = {
             "fpgacnn_version": fpgacnn.__version__,
             "project": {"name": top, "display_name": safe_text(display), "top": top, "backend": backend,
                         "io_type": io_type, "part": part, "clock_period_ns": clock, "strategy": strategy,
-                        "reuse_factor": int(reuse_factor), "axi_stream": axi_stream},
+                        "reuse_factor": int(reuse_factor), "axi_stream": axi_stream,
+                        "layer_reuse": {n: rf for n, (rf, _) in built.items()},
+                        "layer_strategy": {n: st for n, (_, st) in built.items()},
+                        "fifo_depth": fifo_depth, "fifo_depths": fifo_depths(hls_model)},
             "model": {"name": safe_text(qmodel.name), "sha256": sha, "params": int(qmodel.count_params()),
                       "input_shape": [int(d) for d in in_shape], "n_outputs": n_out,
                       "classes": classes if classes is not None else [str(i) for i in range(n_out)]},
@@ -305,6 +328,20 @@ def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vit
             shutil.rmtree(tmp, ignore_errors=True)
         raise
     return Project(dir=out, name=top, manifest=manifest)
+
+
+def _built_layers(hls_model, names: dict, geometry: dict, strategy: str, reuse_factor: int) -> dict:
+    """``{layer name: (reuse factor, strategy)}`` of every Conv/Dense layer as hls4ml will
+    build it (it rounds a model-wide factor that does not suit a layer to a valid one)."""
+    out = {}
+    for hls_name, keras_name in names.items():
+        if keras_name not in geometry:
+            continue
+        layer = hls_model.graph.get(hls_name)
+        rf = layer.get_attr("reuse_factor", reuse_factor) if layer is not None else reuse_factor
+        st = str(layer.get_attr("strategy", strategy)) if layer is not None else strategy
+        out[safe_text(keras_name)] = (int(rf), "Resource" if st.lower() == "resource" else "Latency")
+    return out
 
 
 class _quiet:

@@ -96,6 +96,25 @@ def _num(value, what: str) -> str:
     return repr(int(v)) if v == int(v) and abs(v) < 1e15 else repr(v)
 
 
+def _hardware_rows(proj) -> tuple[list[dict], dict | None]:
+    """Per-layer strategy and reuse factor, and the stream FIFO depths, for the README
+    (absent in manifests written before they were recorded)."""
+    reuse, strategy = _get(proj, "layer_reuse", {}), _get(proj, "layer_strategy", {})
+    rows = []
+    if isinstance(reuse, dict):
+        for name in sorted(reuse):
+            st = str(strategy.get(name, "")) if isinstance(strategy, dict) else ""
+            rows.append({"name": str(name), "reuse": _num(reuse[name], f"project.layer_reuse[{name!r}]"),
+                         "strategy": st})
+    depths = _get(proj, "fifo_depths", None)
+    fifo = None
+    if isinstance(depths, dict) and depths:
+        values = [int(_num(v, "project.fifo_depths")) for v in depths.values()]
+        fifo = {"count": len(values), "min": min(values), "max": max(values),
+                "mode": str(_get(proj, "fifo_depth", ""))}
+    return rows, fifo
+
+
 # ---------------------------------------------------------------- testbench parsing
 def _block(lines: list[str], marker: str) -> list[str]:
     """Lines after the first ``marker`` line up to the next marker or blank line."""
@@ -199,6 +218,7 @@ def build_context(project_dir: Path, manifest: dict) -> dict:
     if float(clock) <= 0:
         raise InputError("manifest: project.clock_period_ns must be positive")
     reuse = _num(_get(proj, "reuse_factor", 1), "project.reuse_factor")
+    layer_design, fifo = _hardware_rows(proj)
 
     model = _get(manifest, "model", {})
     shape = _get(model, "input_shape", [])
@@ -235,6 +255,8 @@ def build_context(project_dir: Path, manifest: dict) -> dict:
         "clock": clock,
         "strategy": str(_get(proj, "strategy", "")),
         "reuse_factor": reuse,
+        "layer_design": layer_design,
+        "fifo": fifo,
         "model": {
             "name": str(_get(model, "name", "")),
             "sha256": str(_get(model, "sha256", "")),

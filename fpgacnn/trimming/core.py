@@ -106,13 +106,15 @@ def kernel_costs(graph: ChannelGraph, cost: str | None) -> dict[int, float] | No
     """
     if cost is None:
         return None
-    full = trimmed_size(graph, {})[COSTS.index(cost)]
+    base = cost.removeprefix("sqrt_")
+    power = 0.5 if cost.startswith("sqrt_") else 1.0
+    full = trimmed_size(graph, {})[COSTS.index(base)]
     out = {}
     for g in graph.groups:
         if g.trimmable:
             mask = np.ones(g.size, dtype=bool)
             mask[0] = False
-            out[g.id] = float(full - trimmed_size(graph, {g.id: mask})[COSTS.index(cost)])
+            out[g.id] = float(full - trimmed_size(graph, {g.id: mask})[COSTS.index(base)]) ** power
     return out
 
 

@@ -10,6 +10,12 @@ Activations are never held in memory for the whole data set: one multi-output
 ``keras.Model`` yields the needed tensors batch by batch and we keep running
 per-channel sums only.
 
+``relevance_weighted`` multiplies a kernel's mean |post-activation| by the L2 norm of
+the weights that read its channel in the consuming layers. Where every conv is followed
+by batch norm and a ReLU, the mean activation of a channel is a fixed function of its
+batch-norm (gamma, beta) and says nothing about whether the next layer uses it; the
+weighted score is the expected size of what the kernel adds to the next layer's input.
+
 Every score is "higher = more relevant". For APoZ (Average Percentage of Zeros,
 Hu et al. 2016), where a *high* fraction of zeros means an *irrelevant* kernel, the
 score is ``1 - APoZ``.
@@ -19,10 +25,10 @@ from __future__ import annotations
 import numpy as np
 
 from fpgacnn.errors import DataError, InputError
-from fpgacnn.trimming.graph import ACTIVATIONS, BATCHNORM, SEPARABLE, ChannelGraph
+from fpgacnn.trimming.graph import ACTIVATIONS, BATCHNORM, DEPTHWISE, PRODUCERS, SEPARABLE, ChannelGraph
 
 STATISTICS = ("mean", "mean_abs", "apoz")
-CRITERIA = ("relevance", "l1", "apoz", "random")
+CRITERIA = ("relevance", "relevance_weighted", "l1", "apoz", "random")
 
 
 def relevance_scores(model, x, batch_size: int = 64, statistic: str = "mean",
@@ -102,6 +108,40 @@ def l1_scores(graph: ChannelGraph) -> dict[str, np.ndarray]:
     return out
 
 
+def consumer_weight_norms(graph: ChannelGraph) -> dict[str, np.ndarray]:
+    """Per kernel, the L2 norm of every consumer weight that reads its channel.
+
+    Consumers are the layers with weights (conv, dense, depthwise, separable) whose input
+    carries the channel, wherever it travels (pooling, padding, Flatten's many rows,
+    Concatenate offsets, Add-tied groups). A group no weighted layer reads gets norm 1
+    (no information, so the activation statistic alone decides).
+    """
+    sizes = {g.id: g.size for g in graph.groups}
+    sq: dict[int, np.ndarray] = {}
+    for name, node in graph.nodes.items():
+        cname = node.class_name
+        if cname not in PRODUCERS | DEPTHWISE | SEPARABLE or not node.in_specs:
+            continue
+        layer = graph.layers[name]
+        kernel = layer.depthwise_kernel if cname in DEPTHWISE | SEPARABLE else layer.kernel
+        k = np.asarray(kernel.numpy(), dtype=np.float64)
+        per_input = np.square(np.moveaxis(k, -2, 0)).reshape(k.shape[-2], -1).sum(axis=1)
+        spec = node.in_specs[0]
+        if len(spec) != len(per_input):
+            continue
+        for gid in np.unique(spec[:, 0]):
+            at = spec[:, 0] == gid
+            root = graph.find(int(gid))
+            acc = sq.setdefault(root, np.zeros(sizes[root]))
+            np.add.at(acc, spec[at, 1], per_input[at])
+    out = {}
+    for p in graph.producers:
+        g = graph.group(p)
+        norms = np.sqrt(sq.get(g.id, np.zeros(g.size)))
+        out[p] = norms if np.any(norms > 0) else np.ones(g.size)
+    return out
+
+
 def random_scores(graph: ChannelGraph, seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded random scores: the baseline every criterion should beat."""
     rng = np.random.default_rng(seed)
@@ -113,6 +153,10 @@ def criterion_scores(model, x, criterion: str, graph: ChannelGraph, batch_size: 
     """Scores for one criterion; data is only needed for "relevance" and "apoz"."""
     if criterion == "relevance":
         return relevance_scores(model, _need(x, criterion), batch_size, "mean", graph=graph)
+    if criterion == "relevance_weighted":
+        act = relevance_scores(model, _need(x, criterion), batch_size, "mean_abs", graph=graph)
+        norms = consumer_weight_norms(graph)
+        return {p: act[p] * norms[p] for p in act}
     if criterion == "apoz":
         return relevance_scores(model, _need(x, criterion), batch_size, "apoz", graph=graph)
     if criterion == "l1":

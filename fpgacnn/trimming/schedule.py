@@ -46,7 +46,7 @@ def trim_schedule(model, x, y, *, target, criterion: str = "relevance", rounds: 
                   ranking: str = "layer", normalize: str = "mean", min_kernels: int = 1,
                   min_fraction: float = 0.0, representative: int | None = 1000, batch_size: int = 64,
                   learning_rate: float = 1e-3, seed: int = 0, cost: str | None = None, teacher=None,
-                  recalibrate: bool = True, callback=None) -> TrimResult:
+                  recalibrate: bool = True, callback=None, finetune_options: dict | None = None) -> TrimResult:
     """Trim ``model`` to ``target`` in one or several rounds, fine-tuning after each.
 
     ``rounds`` (default 1, one-shot) or ``fraction_per_round`` (remove about this
@@ -58,6 +58,8 @@ def trim_schedule(model, x, y, *, target, criterion: str = "relevance", rounds: 
     Scores come from ``representative`` images of ``x`` (a seeded subset; None: all);
     with ``recalibrate`` the batch-norm statistics are re-estimated on the same images
     after every cut and again after fine-tuning (``calibrate.py``).
+    ``finetune_options`` go to ``fpgacnn.distill.finetune`` as they are (e.g.
+    ``{"augment": "flip_shift", "lr_schedule": "cosine"}``).
     ``callback(entry, model)`` is called after every round with that round's report
     entry and the fine-tuned model. The report has the final per-layer kernels (indices
     into the *original* layers) and a ``rounds`` list with params, MACs and, when
@@ -77,6 +79,7 @@ def trim_schedule(model, x, y, *, target, criterion: str = "relevance", rounds: 
         raise InputError(f"finetune_epochs must be a non-negative integer, got {finetune_epochs!r}")
     if x_val is not None and (y_val is None or len(y_val) != len(x_val)):
         raise InputError("x_val needs y_val with one label per image")
+    finetune_options = check_finetune_options(finetune_options)
     rng = np.random.default_rng(seed)
     x_rep = x if representative is None or representative >= len(x) else \
         x[np.sort(rng.permutation(len(x))[:int(representative)])]
@@ -127,7 +130,7 @@ def trim_schedule(model, x, y, *, target, criterion: str = "relevance", rounds: 
             tutor = (model if teacher is None else teacher) if distill else None
             finetune(trimmed, x, y, teacher=tutor, epochs=int(finetune_epochs), batch_size=batch_size,
                      learning_rate=learning_rate, seed=seed + r, x_val=x_val, y_val=y_val,
-                     temperature=temperature, alpha=alpha)
+                     temperature=temperature, alpha=alpha, **(finetune_options or {}))
             if recalibrate:
                 recalibrate_batchnorm(trimmed, x_rep)
         kernels = sum(len(origin[g.producers[0]]) for g in trimmable)
@@ -244,3 +247,13 @@ def _check_schedule(rounds, fraction_per_round) -> int:
     if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
         raise InputError(f"rounds must be a positive integer, got {rounds!r}")
     return int(rounds)
+
+
+def check_finetune_options(options) -> dict:
+    """The ``finetune_options`` that schedules and ``fit`` pass on to ``fpgacnn.distill.finetune``."""
+    allowed = {"augment", "lr_schedule"}
+    if options is None:
+        return {}
+    if not isinstance(options, dict) or set(options) - allowed:
+        raise InputError(f"finetune_options must be a dict with keys from {sorted(allowed)}, got {options!r}")
+    return dict(options)
