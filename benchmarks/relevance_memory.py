@@ -41,9 +41,10 @@ def child(batch_size: int) -> dict:
     import numpy as np
 
     from fpgacnn.trimming import relevance_scores
-    from trim_cifar10 import SETTINGS, vgg16_small
+    from fpgacnn.zoo import vgg16_layout
+    from trim_cifar10 import SETTINGS
 
-    model = vgg16_small(SETTINGS["widths"], SETTINGS["convs_per_block"], SETTINGS["dense"], seed=0)
+    model = vgg16_layout(SETTINGS["widths"], SETTINGS["dense"], seed=0)
     x = np.random.default_rng(0).random((N_IMAGES, 32, 32, 3), dtype=np.float32)
     before = rss_mb()
     t0 = time.perf_counter()

@@ -12,7 +12,7 @@ allocation rules and fine-tunes each result with the recipe of ``trim_cifar10.py
   (for relevance_weighted and L1).
 
 (Score per full parameter cost was tried in the benchmark's ranking probe: it cuts the
-deep layers to their floors; see ``trim_cifar10.md``.)
+deep layers to their floors; see ``trim_cifar10_score_only.md``.)
 
 Choices are read on the validation split; test accuracy is reported beside it.
 

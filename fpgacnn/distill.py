@@ -22,6 +22,16 @@ AUGMENTATIONS = ("shift", "flip_shift")
 LR_SCHEDULES = ("constant", "cosine")
 
 
+def check_finetune_options(options) -> dict:
+    """The ``finetune_options`` that schedules and ``fit`` pass on to ``fpgacnn.distill.finetune``."""
+    allowed = {"augment", "lr_schedule"}
+    if options is None:
+        return {}
+    if not isinstance(options, dict) or set(options) - allowed:
+        raise InputError(f"finetune_options must be a dict with keys from {sorted(allowed)}, got {options!r}")
+    return dict(options)
+
+
 def augment_images(x, seed: int, mode: str = "flip_shift", max_shift: int = 4) -> np.ndarray:
     """A seeded random view of NHWC images: shifts of up to ``max_shift`` pixels (zero fill),
     and for ``"flip_shift"`` also horizontal flips of half the images. Deterministic in

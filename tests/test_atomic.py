@@ -234,14 +234,21 @@ def test_half_written_binary_is_not_trusted(tmp_path, built_project):
 
 
 # ---------------------------------------------------------------- in-process: commit, writes, processes
-def test_signal_during_commit_is_delivered_after_it(tmp_path, monkeypatch):
-    import fpgacnn.atomic as atomic
-
+@pytest.fixture
+def commit_pair(tmp_path):
+    """An old output ``out/f`` = "old" and its staged replacement holding "new"."""
     dst = tmp_path / "out"
     dst.mkdir()
     (dst / "f").write_text("old")
     src = make_temp_dir(tmp_path, "out")
     (src / "f").write_text("new")
+    return src, dst
+
+
+def test_signal_during_commit_is_delivered_after_it(tmp_path, monkeypatch, commit_pair):
+    import fpgacnn.atomic as atomic
+
+    src, dst = commit_pair
     real_replace = os.replace
     calls = []
 
@@ -270,14 +277,10 @@ def test_signal_during_commit_is_delivered_after_it(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_failed_commit_restores_the_old_output(tmp_path, monkeypatch):
+def test_failed_commit_restores_the_old_output(monkeypatch, commit_pair):
     import fpgacnn.atomic as atomic
 
-    dst = tmp_path / "out"
-    dst.mkdir()
-    (dst / "f").write_text("old")
-    src = make_temp_dir(tmp_path, "out")
-    (src / "f").write_text("new")
+    src, dst = commit_pair
     real_replace = os.replace
 
     def fail_second(a, b):

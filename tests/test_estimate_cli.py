@@ -110,3 +110,32 @@ def test_generate_builds_the_design_fit_saved(capsys, model_files, tmp_path):
     code, _, err = run(capsys, "generate", saved / "qmodel.h5", "--design", tmp_path / "nope.json", "--data", data,
                        "--out", tmp_path / "other")
     assert code == 2 and "does not exist" in err and not (tmp_path / "other").exists()
+
+
+def test_fit_cli_passes_the_trim_options(capsys, model_files, tmp_path, monkeypatch):
+    import fpgacnn.estimate.fit as fit_module
+    from fpgacnn.errors import BudgetError
+    from fpgacnn.trimming.relevance import CRITERIA
+
+    seen = {}
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs["trim_options"])
+        raise BudgetError("stop here")
+
+    monkeypatch.setattr(fit_module, "fit", spy)
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.zeros((200, 8, 8, 1), np.float32), y=np.arange(200) % 10)
+    code, _, err = run(capsys, "fit", model_files[0], "--data", data, "--part", "xc7z020", "--fps", "30",
+                       "--criterion", "relevance_weighted", "--ranking", "global", "--min-kernels", "3",
+                       "--trim-rounds", "2")
+    assert code == 2 and "stop here" in err
+    assert seen == {"criterion": "relevance_weighted", "ranking": "global", "min_kernels": 3, "rounds": 2}
+    code, _, err = run(capsys, "fit", model_files[0], "--data", data, "--part", "xc7z020", "--fps", "30",
+                       "--criterion", "taylor")
+    assert code == 2 and "'taylor' is not one of" in err
+    # the command's choice list is written out (no TensorFlow import at start-up): it must stay the trimmer's
+    from fpgacnn.cli import fit_cmd
+
+    opt = next(p for p in fit_cmd.params if p.name == "criterion")
+    assert tuple(opt.type.choices) == CRITERIA

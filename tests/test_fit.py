@@ -168,6 +168,42 @@ def test_finetune_options_reach_the_distillation(trained_small_vgg, digits, monk
     assert r.design.part == "xc7z020clg400-1"  # the ordering code as given: what the vendor tools need
 
 
+@pytest.mark.parametrize("bad,match", [
+    ({"ranking": "layer", "cost": "sqrt_params"}, "with global ranking"),
+    ({"rounds": 0}, r"trim_options\['rounds'\] must be an integer >= 1"),
+    ({"criterion": "taylor"}, "unknown trim criterion 'taylor'"),
+    ({"keep": 0.5}, "trim_options must be a dict with keys from"),
+])
+def test_bad_trim_options_fail_before_any_work(trained_small_vgg, digits, bad, match):
+    from fpgacnn.estimate.fit import fit
+
+    with pytest.raises(InputError, match=match):
+        fit(trained_small_vgg, digits.x_train, digits.y_train, "xc7z020", trim_options=bad)
+
+
+def test_trim_options_choose_scoring_allocation_and_rounds(trained_small_vgg, digits, monkeypatch):
+    import fpgacnn.distill
+    from fpgacnn.estimate.fit import fit
+    from fpgacnn.trimming import ChannelGraph
+
+    epochs, real = [], fpgacnn.distill.finetune
+
+    def spy(*args, **kwargs):
+        epochs.append(kwargs["epochs"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fpgacnn.distill, "finetune", spy)
+    r = fit(trained_small_vgg, digits.x_train, digits.y_train, "xc7z020", fps=1000, keep_grid=(0.5,),
+            bits_grid=(8,), finetune_epochs=3, max_finetune=1, representative=100,
+            trim_options={"criterion": "l1", "ranking": "global", "min_kernels": 2, "rounds": 2})
+    assert epochs[:2] == [2, 2]  # two re-scored cuts, 3 epochs spread over them (rounded up), then QAT
+    widths = [g.size for g in ChannelGraph(r.float_model).groups if g.trimmable]
+    full = [g.size for g in ChannelGraph(trained_small_vgg).groups if g.trimmable]
+    assert sum(widths) <= math.ceil(0.5 * sum(full)) and min(widths) >= 2
+    # one threshold over all layers: the layers are not all cut by the same fraction
+    assert len({round(w / f, 2) for w, f in zip(widths, full)}) > 1
+
+
 def test_nothing_fits_raises_budget_error_naming_the_resource(trained_small_vgg, digits):
     from fpgacnn.estimate.fit import fit
 

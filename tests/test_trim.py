@@ -356,3 +356,17 @@ def test_package_level_exports():
     import fpgacnn.trimming  # noqa: F401 (the package must not shadow the export)
     t = fpgacnn.trim(m, x, keep=0.5)
     assert t.get_layer("c1").kernel.shape[-1] == 2
+
+
+def test_vgg16_layout_is_the_benchmark_baseline():
+    """The benchmarks train and reload this layout; its shape and count must not drift."""
+    from fpgacnn.zoo import small_vgg, vgg16_layout
+    from fpgacnn.trimming import ChannelGraph
+
+    m = vgg16_layout()
+    assert m.count_params() == 941_754  # benchmarks/results/trim_cifar10.md's baseline
+    convs = [l.name for l in m.layers if l.__class__.__name__ == "Conv2D"]
+    assert len(convs) == 13 and convs[-1] == "block5_conv3"
+    assert [g.size for g in ChannelGraph(m).groups if g.trimmable] == [16, 16, 32, 32, 64, 64, 64] + [128] * 7
+    with pytest.raises(ValueError, match="one entry per width"):
+        small_vgg(widths=(8, 16), convs_per_block=(2,))

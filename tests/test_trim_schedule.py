@@ -214,6 +214,36 @@ def test_schedule_errors():
         trim_schedule(m, x, y[:3], target={"keep": 0.5})
 
 
+def test_widths_target_keeps_the_best_kernels_of_each_named_layer():
+    """An explicit allocation: exactly those widths, the kept kernels the criterion's best,
+    reached geometrically over the rounds; layers not named keep all their kernels."""
+    m = seq_model()
+    x = data(m, n=16)
+    res = trim_schedule(m, x, labels(x, 3), target={"widths": {"c1": 1, "fc1": 2}}, rounds=2,
+                        finetune_epochs=0, criterion="l1", recalibrate=False)
+    layers = res.report["layers"]
+    assert {n: e["kernels_after"] for n, e in layers.items()} == {"c1": 1, "c2": 6, "fc1": 2, "out": 3}
+    l1 = np.abs(m.get_layer("c1").kernel.numpy()).sum(axis=(0, 1, 2))
+    assert layers["c1"]["kept"] == [int(np.argmax(l1))]
+    assert [r["kernels"] for r in res.report["rounds"]] == [2 + 6 + 3, 1 + 6 + 2]  # 4->2->1, 5->3->2 (rounded)
+    assert res.report["target"] == {"widths": {"c1": 1, "fc1": 2}}
+    np.testing.assert_allclose(run(res.model, x), run(masked_copy(m, *keep_masks(m, res.report)), x), atol=ATOL)
+
+
+@pytest.mark.parametrize("widths,match", [
+    ({"nope": 2}, "no layer 'nope' produces kernels"),
+    ({"c1": 9}, "layer 'c1' has 4 kernels, cannot keep 9"),
+    ({"out": 2}, "layer 'out' cannot be trimmed"),
+    ({"c1": 0}, "kernel counts >= 1"),
+    ({}, "kernel counts >= 1"),
+])
+def test_widths_target_errors(widths, match):
+    m = seq_model()
+    x = data(m, n=8)
+    with pytest.raises(InputError, match=match):
+        trim_schedule(m, x, labels(x, 3), target={"widths": widths}, finetune_epochs=0)
+
+
 # ---- schedules with fine-tuning on digits ------------------------------------------
 
 @pytest.fixture(scope="module")

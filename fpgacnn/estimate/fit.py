@@ -13,6 +13,12 @@ it beats post-training quantization on the validation images) and re-estimated w
 the fastest reuse factors that still fit; the most accurate one wins. When no point
 fits, ``BudgetError`` names the limit the closest one misses.
 
+How kernels are scored and allocated is the trimmer's choice (``trim_options``): by
+default the paper's relevance with the same fraction kept in every layer. With
+``rounds`` > 1 a fine-tuned candidate is reached in re-scored cuts (``trim_schedule``)
+whose last one uses the screening's own test as the trimmer's budget hook, so the
+chained model fits although re-scoring moves kernels between layers.
+
 Every trimmed model gets its batch-norm statistics re-estimated on the representative
 images (``fpgacnn.trimming.calibrate``) before it is quantized, and again after
 fine-tuning: with the untrimmed network's moving statistics even a mildly trimmed VGG
@@ -34,6 +40,29 @@ from fpgacnn.estimate.parts import Part, get_part
 
 DEFAULT_KEEP_GRID = (1.0, 0.75, 0.5, 0.35, 0.25, 0.18, 0.125)
 DEFAULT_BITS_GRID = (8, 6, 4)
+# how fit trims: the trimmer's criterion and ranking options, plus ``rounds`` (> 1: each
+# fine-tuned candidate is reached in that many re-scored cuts, the epochs spread over them)
+TRIM_DEFAULTS = {"criterion": "relevance", "ranking": "layer", "normalize": "mean", "cost": None,
+                 "min_kernels": 1, "rounds": 1}
+BUDGET_HEADROOM = 0.03  # of the cap, kept free by the last cut of a chained candidate
+
+
+def check_trim_options(options) -> dict:
+    """``TRIM_DEFAULTS`` updated with ``options``, every value checked before any work starts."""
+    from fpgacnn.trimming.core import _check_options
+    from fpgacnn.trimming.select import check_ranking
+
+    if options is None:
+        options = {}
+    if not isinstance(options, dict) or set(options) - set(TRIM_DEFAULTS):
+        raise InputError(f"trim_options must be a dict with keys from {sorted(TRIM_DEFAULTS)}, got {options!r}")
+    opts = {**TRIM_DEFAULTS, **options}
+    for key in ("min_kernels", "rounds"):
+        if isinstance(opts[key], bool) or not isinstance(opts[key], (int, np.integer)) or opts[key] < 1:
+            raise InputError(f"trim_options['{key}'] must be an integer >= 1, got {opts[key]!r}")
+    _check_options(0.5, opts["min_kernels"], opts["criterion"])
+    check_ranking(opts["ranking"], opts["normalize"], 0.0, opts["cost"])
+    return opts
 
 
 @dataclass
@@ -122,7 +151,8 @@ def fit(model, x, y, part="xc7z020clg400-1", fps: float = 30, clock_mhz: float =
         max_utilization: float = 0.8, *, x_val=None, y_val=None, keep_grid=DEFAULT_KEEP_GRID,
         bits_grid=DEFAULT_BITS_GRID, reuse_grid=None, finetune_epochs: int = 5, max_finetune: int = 3,
         representative: int = 500, batch_size: int = 64, learning_rate: float = 1e-3,
-        backend: str = "Vitis", seed: int = 0, finetune_options: dict | None = None, log=None) -> FitResult:
+        backend: str = "Vitis", seed: int = 0, finetune_options: dict | None = None,
+        trim_options: dict | None = None, log=None) -> FitResult:
     """The most accurate trimmed and quantized version of ``model`` that fits ``part`` at ``fps``.
 
     ``model`` is a trained float Keras CNN (a chain, as for ``fpgacnn.quantize``), ``x, y``
@@ -135,14 +165,20 @@ def fit(model, x, y, part="xc7z020clg400-1", fps: float = 30, clock_mhz: float =
     ``finetune_epochs`` epochs of distillation and as many of quantization-aware training;
     ``finetune_options`` go to the distillation (``fpgacnn.distill.finetune``) as they are,
     e.g. ``{"augment": "flip_shift", "lr_schedule": "cosine"}``.
+    ``trim_options`` (keys of ``TRIM_DEFAULTS``) choose how kernels are scored and
+    allocated, as in ``fpgacnn.trimming.trim_model``; the keep grid is then the fraction of
+    all trimmable kernels. With ``rounds`` > 1 a fine-tuned candidate is reached by
+    ``trim_schedule`` in that many re-scored cuts, ``finetune_epochs`` spread over them
+    (rounded up), distilled from ``model`` throughout.
     Raises ``BudgetError`` when no point fits.
     """
     from fpgacnn.distill import finetune
     from fpgacnn.hls.precision import input_spec
     from fpgacnn.quantization import quantize
-    from fpgacnn.trimming import count_macs, relevance_scores, trim_model
+    from fpgacnn.trimming import ChannelGraph, count_macs, trim_model, trim_schedule
     from fpgacnn.trimming.calibrate import recalibrate_batchnorm
-    from fpgacnn.trimming.schedule import check_finetune_options
+    from fpgacnn.trimming.core import kernel_scores
+    from fpgacnn.distill import check_finetune_options
     from fpgacnn.zoo import accuracy
 
     log = log or (lambda msg: None)
@@ -151,18 +187,22 @@ def fit(model, x, y, part="xc7z020clg400-1", fps: float = 30, clock_mhz: float =
     if isinstance(max_finetune, bool) or int(max_finetune) < 1 or int(finetune_epochs) < 0:
         raise InputError("max_finetune must be >= 1 and finetune_epochs >= 0")
     finetune_options = check_finetune_options(finetune_options)
+    trim_opts = check_trim_options(trim_options)
+    rounds = trim_opts.pop("rounds")
     x, y, x_val, y_val, keeps, bits_list = _check(model, x, y, x_val, y_val, keep_grid, bits_grid, seed)
     rng = np.random.default_rng(seed)
     x_rep = x[np.sort(rng.permutation(len(x))[: int(representative)])]
-    scores = relevance_scores(model, x_rep, batch_size=batch_size)
+    scores = kernel_scores(model, x_rep, ChannelGraph(model), criterion=trim_opts["criterion"],
+                           batch_size=batch_size, seed=seed)  # once, shared by every screened level
 
     def trimmed_at(keep):  # the trimmed model with batch-norm statistics of its own
-        m = trim_model(model, x_rep, keep, scores=scores, batch_size=batch_size).model
+        m = trim_model(model, x_rep, keep, scores=scores, batch_size=batch_size, seed=seed, **trim_opts).model
         if keep < 1.0:  # untrimmed, the training statistics are the network's own and the better estimate
             recalibrate_batchnorm(m, x_rep, batch_size=batch_size)
         return m
 
     grids = {b: input_spec(x, b) for b in bits_list}
+    n_kernels = sum(g.size for g in ChannelGraph(model).groups if g.trimmable)
     hw = dict(part=p, clock_mhz=clock_mhz, fps=fps, max_utilization=max_utilization, reuse_grid=reuse_grid,
               backend=backend)
 
@@ -198,11 +238,30 @@ def fit(model, x, y, part="xc7z020clg400-1", fps: float = 30, clock_mhz: float =
     for cand in cands:
         keep, bits = cand["keep"], cand["bits"]
         log(f"[fit] fine-tuning keep {keep:g}, {bits} bits ...")
-        student = trimmed_at(keep)
-        if finetune_epochs > 0 and keep < 1.0:
+        if rounds > 1 and keep < 1.0:
+            # re-scoring moves kernels between layers, so the chained model is not the screened
+            # one: its last cut keeps the most that still fits, the screening's test as the budget,
+            # with headroom because fine-tuning and QAT move the activation ranges (and widths)
+            def budget(m, keep=keep, bits=bits):
+                kept = sum(g.size for g in ChannelGraph(m).groups if g.trimmable)
+                if kept > keep * n_kernels + 1e-9:
+                    return False
+                q = quantize(m, bits, x=x_rep, input_bits=bits, input_type=grids[bits])
+                tight = {**hw, "max_utilization": max_utilization * (1 - BUDGET_HEADROOM)}
+                return bool(HardwareSearch(q, input_type=grids[bits], **tight).feasible().fits)
+
+            student = trim_schedule(model, x, y, target=budget, rounds=rounds,
+                                    finetune_epochs=-(-int(finetune_epochs) // rounds), teacher=model,
+                                    x_val=x_val, y_val=y_val, representative=int(representative),
+                                    batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                                    finetune_options=finetune_options, **trim_opts).model
+        elif finetune_epochs > 0 and keep < 1.0:
+            student = trimmed_at(keep)
             finetune(student, x, y, teacher=model, epochs=int(finetune_epochs), batch_size=batch_size,
                      learning_rate=learning_rate, seed=seed, x_val=x_val, y_val=y_val, **finetune_options)
             recalibrate_batchnorm(student, x_rep, batch_size=batch_size)
+        else:
+            student = trimmed_at(keep)
         snapped = grids[bits].snap(x_val)
         q = quantize(student, bits, x=x, input_bits=bits, input_type=grids[bits])
         acc = accuracy(q, snapped, y_val)

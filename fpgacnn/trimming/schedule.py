@@ -1,8 +1,13 @@
 """Trimming schedules: one-shot or iterative trimming to a size target, with fine-tuning.
 
 A target is a fraction of kernels (``{"keep": 0.25}``), a parameter count
-(``{"params": 5000}``), a MAC count (``{"macs": 1e6}``) or a callable
-``budget(model) -> bool`` (True = fits, e.g. an FPGA resource estimate). Only
+(``{"params": 5000}``), a MAC count (``{"macs": 1e6}``), a callable
+``budget(model) -> bool`` (True = fits, e.g. an FPGA resource estimate) or an explicit
+allocation, kernels per layer (``{"widths": {"block1_conv1": 8, ...}}``; layers not named
+keep all theirs). An allocation planned once on the untrimmed network and reached by
+re-scored cuts keeps a chain from drifting: with a cost rule, re-planning at every step
+starves a layer between two wide ones (its kernels are the dearest), which makes its
+neighbours cheaper and wider, and the chain ends in alternating wide and 4-kernel layers. Only
 ``keep`` maps directly onto what the trimmer does, so every round *bisects* on the
 keep ratio: scores are computed once per round, and for each candidate ratio the
 selection is re-run and its size counted from weight shapes (``trimmed_size``), no
@@ -26,13 +31,14 @@ import time
 
 import numpy as np
 
+from fpgacnn.distill import check_finetune_options
 from fpgacnn.errors import InputError
 from fpgacnn.trimming.calibrate import recalibrate_batchnorm
 from fpgacnn.trimming.core import (TrimResult, _check_options, group_scores, kernel_costs,
                                    kernel_scores, layers_report)
 from fpgacnn.trimming.graph import ChannelGraph
 from fpgacnn.trimming.relevance import check_data
-from fpgacnn.trimming.select import check_ranking, select
+from fpgacnn.trimming.select import check_ranking, select, select_widths
 from fpgacnn.trimming.surgery import count_macs, rebuild, trimmed_size
 from fpgacnn.validate import check_input_shape, check_model_weights
 
@@ -94,11 +100,16 @@ def trim_schedule(model, x, y, *, target, criterion: str = "relevance", rounds: 
     if x_val is not None:
         start["val_accuracy"] = _accuracy(model, x_val, y_val)
 
+    if kind == "widths":
+        goal = _resolve_widths(start_graph, goal)
     if kind == "budget":  # a scalar to interpolate: the parameters of the largest fitting one-shot model
         first = _Round(model, x_rep, opts)
         final_params = trimmed_size(first.graph, first.masks(first.largest(lambda m: goal(first.build(m)),
                                                                              what="the budget")))[0]
         measure, final = "params", final_params
+    elif kind == "widths":  # the kept fraction of kernels, for fraction_per_round
+        measure = "keep"
+        final = sum(goal.get(g.producers[0], g.size) for g in trimmable) / n_trimmable
     else:
         measure, final = kind, goal
     begin = {"keep": 1.0, "params": start["params"], "macs": start["macs"]}[measure]
@@ -110,13 +121,17 @@ def trim_schedule(model, x, y, *, target, criterion: str = "relevance", rounds: 
     for r in range(1, n_rounds + 1):
         t0 = time.perf_counter()
         rnd = first if r == 1 and kind == "budget" else _Round(current, x_rep, opts)
-        if kind == "budget" and r == n_rounds:
+        if kind == "widths":  # each layer's width shrinks geometrically to its goal
+            counts = {rnd.graph.group(p).id: round(n * (goal[p] / n) ** (r / n_rounds))
+                      for p, n in ((g.producers[0], g.size) for g in trimmable) if p in goal}
+            keep = None
+        elif kind == "budget" and r == n_rounds:
             keep = rnd.largest(lambda m: goal(rnd.build(m)), what="the budget")
         else:
             goal_r = final if r == n_rounds else begin * (final / begin) ** (r / n_rounds)
             keep = rnd.largest(lambda m, g=goal_r: _size(rnd.graph, m, measure, n_trimmable) <= g,
                                what=f"{measure} <= {goal_r:g}")
-        masks = rnd.masks(keep)
+        masks = rnd.masks(keep) if keep is not None else select_widths(rnd.scores, counts)
         trimmed = rebuild(current, rnd.graph, masks)
         if recalibrate:
             recalibrate_batchnorm(trimmed, x_rep)
@@ -134,7 +149,7 @@ def trim_schedule(model, x, y, *, target, criterion: str = "relevance", rounds: 
             if recalibrate:
                 recalibrate_batchnorm(trimmed, x_rep)
         kernels = sum(len(origin[g.producers[0]]) for g in trimmable)
-        entry = {"round": r, "keep": float(keep), "kernels": int(kernels),
+        entry = {"round": r, "keep": float(kernels / n_trimmable if keep is None else keep), "kernels": int(kernels),
                  "params": int(trimmed.count_params()), "macs": count_macs(trimmed)}
         if x_val is not None:
             entry["val_accuracy"] = _accuracy(trimmed, x_val, y_val)
@@ -147,7 +162,8 @@ def trim_schedule(model, x, y, *, target, criterion: str = "relevance", rounds: 
     report = {
         "criterion": criterion, "ranking": ranking, "normalize": normalize,
         "min_kernels": int(min_kernels), "min_fraction": float(min_fraction), "cost": cost,
-        "target": {kind: getattr(goal, "__name__", type(goal).__name__) if kind == "budget" else float(goal)},
+        "target": {kind: getattr(goal, "__name__", type(goal).__name__) if kind == "budget"
+                   else dict(goal) if kind == "widths" else float(goal)},
         "finetune_epochs": int(finetune_epochs), "distill": bool(distill), "recalibrate": bool(recalibrate),
         "seed": int(seed),
         "start": start, "rounds": history,
@@ -193,6 +209,25 @@ class _Round:
         return lo
 
 
+def _resolve_widths(graph: ChannelGraph, widths: dict[str, int]) -> dict[str, int]:
+    """``{first producer of the group: width}`` for the untrimmed graph; names checked."""
+    out = {}
+    for name, width in widths.items():
+        if name not in graph.producers:
+            raise InputError(f"target widths: no layer '{name}' produces kernels in this model")
+        group = graph.group(name)
+        if not group.trimmable:
+            raise InputError(f"target widths: layer '{name}' cannot be trimmed ({group.fixed})")
+        if width > group.size:
+            raise InputError(f"target widths: layer '{name}' has {group.size} kernels, cannot keep {width}")
+        key = group.producers[0]
+        if out.get(key, width) != width:
+            raise InputError(f"target widths: layers {', '.join(group.producers)} are tied (Add) and must keep "
+                             f"the same number of kernels, got {out[key]} and {width}")
+        out[key] = width
+    return out
+
+
 def _size(graph, masks, measure: str, n_trimmable: int) -> float:
     if measure == "keep":
         return sum(int(m.sum()) for m in masks.values()) / n_trimmable
@@ -221,9 +256,16 @@ def _accuracy(model, x, y) -> float:
 def _check_target(target):
     if callable(target):
         return "budget", target
+    if isinstance(target, dict) and set(target) == {"widths"}:
+        widths = target["widths"]
+        if not isinstance(widths, dict) or not widths or any(
+                not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1
+                for k, v in widths.items()):
+            raise InputError(f"target widths must map layer names to kernel counts >= 1, got {widths!r}")
+        return "widths", {k: int(v) for k, v in widths.items()}
     if not isinstance(target, dict) or len(target) != 1:
-        raise InputError(f"target must be one of {{'keep': f}}, {{'params': n}}, {{'macs': n}} or a "
-                         f"callable budget(model) -> bool, got {target!r}")
+        raise InputError(f"target must be one of {{'keep': f}}, {{'params': n}}, {{'macs': n}}, "
+                         f"{{'widths': {{layer: n}}}} or a callable budget(model) -> bool, got {target!r}")
     (kind, value), = target.items()
     if kind not in TARGETS:
         raise InputError(f"unknown target '{kind}' (choose from {', '.join(TARGETS)} or a callable)")
@@ -247,13 +289,3 @@ def _check_schedule(rounds, fraction_per_round) -> int:
     if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
         raise InputError(f"rounds must be a positive integer, got {rounds!r}")
     return int(rounds)
-
-
-def check_finetune_options(options) -> dict:
-    """The ``finetune_options`` that schedules and ``fit`` pass on to ``fpgacnn.distill.finetune``."""
-    allowed = {"augment", "lr_schedule"}
-    if options is None:
-        return {}
-    if not isinstance(options, dict) or set(options) - allowed:
-        raise InputError(f"finetune_options must be a dict with keys from {sorted(allowed)}, got {options!r}")
-    return dict(options)

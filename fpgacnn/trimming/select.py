@@ -103,6 +103,18 @@ def select(group_scores: dict[int, np.ndarray], keep: float, *, ranking: str = "
     return masks
 
 
+def select_widths(group_scores: dict[int, np.ndarray], counts: dict[int, int]) -> dict[int, np.ndarray]:
+    """Keep-mask per group holding its ``counts[g]`` best-scoring kernels (all where absent,
+    at least one, at most the group); ties go to the lower index, as in ``select``."""
+    masks = {}
+    for g, s in group_scores.items():
+        n = len(s) if g not in counts else min(len(s), max(1, int(counts[g])))
+        mask = np.zeros(len(s), dtype=bool)
+        mask[np.argsort(-np.asarray(s), kind="stable")[:n]] = True
+        masks[g] = mask
+    return masks
+
+
 def _per_cost(group_scores, costs) -> dict[int, np.ndarray]:
     """Scores per relative cost; a negative score is multiplied instead, so dear stays worse."""
     sizes = {g: len(s) for g, s in group_scores.items()}
