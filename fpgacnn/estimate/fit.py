@@ -172,13 +172,12 @@ def fit(model, x, y, part="xc7z020clg400-1", fps: float = 30, clock_mhz: float =
     (rounded up), distilled from ``model`` throughout.
     Raises ``BudgetError`` when no point fits.
     """
-    from fpgacnn.distill import finetune
+    from fpgacnn.distill import check_finetune_options, finetune
     from fpgacnn.hls.precision import input_spec
     from fpgacnn.quantization import quantize
     from fpgacnn.trimming import ChannelGraph, count_macs, trim_model, trim_schedule
     from fpgacnn.trimming.calibrate import recalibrate_batchnorm
     from fpgacnn.trimming.core import kernel_scores
-    from fpgacnn.distill import check_finetune_options
     from fpgacnn.zoo import accuracy
 
     log = log or (lambda msg: None)
@@ -242,13 +241,12 @@ def fit(model, x, y, part="xc7z020clg400-1", fps: float = 30, clock_mhz: float =
             # re-scoring moves kernels between layers, so the chained model is not the screened
             # one: its last cut keeps the most that still fits, the screening's test as the budget,
             # with headroom because fine-tuning and QAT move the activation ranges (and widths)
-            def budget(m, keep=keep, bits=bits):
+            fits = fits_part(p, fps, clock_mhz, max_utilization * (1 - BUDGET_HEADROOM), bits, x=x_rep,
+                             input_type=grids[bits], reuse_grid=reuse_grid, backend=backend)
+
+            def budget(m, keep=keep):
                 kept = sum(g.size for g in ChannelGraph(m).groups if g.trimmable)
-                if kept > keep * n_kernels + 1e-9:
-                    return False
-                q = quantize(m, bits, x=x_rep, input_bits=bits, input_type=grids[bits])
-                tight = {**hw, "max_utilization": max_utilization * (1 - BUDGET_HEADROOM)}
-                return bool(HardwareSearch(q, input_type=grids[bits], **tight).feasible().fits)
+                return kept <= keep * n_kernels + 1e-9 and fits(m)
 
             student = trim_schedule(model, x, y, target=budget, rounds=rounds,
                                     finetune_epochs=-(-int(finetune_epochs) // rounds), teacher=model,
@@ -298,16 +296,17 @@ def fit(model, x, y, part="xc7z020clg400-1", fps: float = 30, clock_mhz: float =
 
 
 def fits_part(part="xc7z020clg400-1", fps: float = 30, clock_mhz: float = 100, max_utilization: float = 0.8,
-              bits: int = 8, *, x=None, reuse_grid=None, backend: str = "Vitis"):
+              bits: int = 8, *, x=None, reuse_grid=None, backend: str = "Vitis", input_type=None):
     """A budget ``budget(model) -> bool`` for the trimmer: True when ``model``, quantized to
     ``bits`` (post-training; ``x`` sets the ReLU ranges and the input grid), has reuse
     factors that meet ``fps`` within ``max_utilization`` of ``part``. The last
-    ``HardwareChoice`` is kept on the function as ``budget.last``."""
+    ``HardwareChoice`` is kept on the function as ``budget.last``. ``input_type`` overrides the
+    input grid derived from ``x`` (``fit`` passes the one it screens with)."""
     from fpgacnn.hls.precision import input_spec
     from fpgacnn.quantization import quantize
 
     p = get_part(part)
-    grid = input_spec(x, bits)
+    grid = input_spec(x, bits) if input_type is None else input_type
     HardwareSearch.check_options(fps, clock_mhz, max_utilization)
 
     def budget(model) -> bool:

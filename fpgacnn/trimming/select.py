@@ -95,22 +95,23 @@ def select(group_scores: dict[int, np.ndarray], keep: float, *, ranking: str = "
                 counts[g] += 1
     else:
         raise InputError(f"unknown ranking '{ranking}' (choose from {', '.join(RANKINGS)})")
-    masks = {}
-    for g, s in group_scores.items():
-        mask = np.zeros(len(s), dtype=bool)
-        mask[order[g][:counts[g]]] = True
-        masks[g] = mask
-    return masks
+    return _top_masks(group_scores, counts, order)
 
 
 def select_widths(group_scores: dict[int, np.ndarray], counts: dict[int, int]) -> dict[int, np.ndarray]:
     """Keep-mask per group holding its ``counts[g]`` best-scoring kernels (all where absent,
     at least one, at most the group); ties go to the lower index, as in ``select``."""
+    return _top_masks(group_scores, {g: len(s) if g not in counts else min(len(s), max(1, int(counts[g])))
+                                     for g, s in group_scores.items()})
+
+
+def _top_masks(group_scores, counts, order=None) -> dict[int, np.ndarray]:
+    """The ``counts[g]`` highest-scoring kernels of every group (stable: lower index first)."""
     masks = {}
     for g, s in group_scores.items():
-        n = len(s) if g not in counts else min(len(s), max(1, int(counts[g])))
+        idx = order[g] if order is not None else np.argsort(-np.asarray(s), kind="stable")
         mask = np.zeros(len(s), dtype=bool)
-        mask[np.argsort(-np.asarray(s), kind="stable")[:n]] = True
+        mask[idx[:counts[g]]] = True
         masks[g] = mask
     return masks
 
