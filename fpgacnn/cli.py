@@ -184,7 +184,11 @@ def quantize(model, bits, data, epochs, out, force):
 @click.option("--fifo-depth", default="auto", show_default=True,
               help="io_stream FIFO depths: 'auto' (shallow where the layers form a chain), 'full' (hls4ml's: a "
                    "whole feature map) or a number.")
-def generate(qmodel, data, out, samples, part, backend, io_type, clock_mhz, name, force, design_path, fifo_depth):
+@click.option("--separate-activations", is_flag=True,
+              help="Keep every QActivation an hls4ml layer of its own (default: a Conv/Dense that only feeds one "
+                   "rounds and saturates into its type itself, which saves a process and FIFO per channel).")
+def generate(qmodel, data, out, samples, part, backend, io_type, clock_mhz, name, force, design_path, fifo_depth,
+             separate_activations):
     """Write the HLS project for a QKeras QMODEL (hls4ml C++ + build scripts + testbench)."""
     from .data import load_npz_split
     from .hls.generate import generate as write_project
@@ -193,7 +197,7 @@ def generate(qmodel, data, out, samples, part, backend, io_type, clock_mhz, name
 
     fifo_depth = int(fifo_depth) if fifo_depth.isdigit() else fifo_depth
     options = {"part": part, "backend": backend, "io_type": io_type, "clock_period_ns": 1000.0 / clock_mhz,
-               "fifo_depth": fifo_depth}
+               "fifo_depth": fifo_depth, "fold_activations": not separate_activations}
     if design_path:
         options = _fit_design_options(design_path, options)
     check_output_dir(out, force)
@@ -214,9 +218,10 @@ def _fit_design_options(design_path, given: dict) -> dict:
     options = design.generate_options()
     ctx = click.get_current_context()
     flags = {"part": "--part", "backend": "--backend", "io_type": "--io-type", "clock_period_ns": "--clock",
-             "fifo_depth": "--fifo-depth"}
+             "fifo_depth": "--fifo-depth", "fold_activations": "--separate-activations"}
+    params = {"clock_period_ns": "clock_mhz", "fold_activations": "separate_activations"}
     for key, flag in flags.items():
-        source = ctx.get_parameter_source("clock_mhz" if key == "clock_period_ns" else key)
+        source = ctx.get_parameter_source(params.get(key, key))
         if source == click.core.ParameterSource.COMMANDLINE and given[key] != options[key]:
             raise InputError(f"{flag} differs from the design in {design_path}; leave it out to build that design")
     return {**options, "input_type": spec, "input_bits": spec.type.width}

@@ -1,6 +1,7 @@
 """The CLI as users drive it: a subprocess, exit codes, one-line errors (no tracebacks)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -103,8 +104,16 @@ def test_stage_commands_chain(tmp_path, data_npz, trained_small_vgg):
         ("quantize", tmp_path / "trimmed.h5", "--data", data_npz, "--epochs", "1", "--out", tmp_path / "q.h5"),
         ("generate", tmp_path / "q.h5", "--data", data_npz, "--samples", "12", "--out", tmp_path / "prj"),
         ("csim", tmp_path / "prj"),
+        # every QActivation a layer of its own, as hls4ml builds it unaided: exact as well
+        ("generate", tmp_path / "q.h5", "--data", data_npz, "--samples", "12", "--separate-activations",
+         "--out", tmp_path / "prj_sep"),
+        ("csim", tmp_path / "prj_sep"),
     ]
     for args in steps:
         proc = run_cli("--quiet", *args)
         assert proc.returncode == 0, (args[0], proc.stderr[-1500:])
-    assert "bit-exact: True" in proc.stdout and "samples: 12" in proc.stdout
+        if args[0] == "csim":
+            assert "bit-exact: True" in proc.stdout and "samples: 12" in proc.stdout
+    folded = {p: json.loads((tmp_path / p / "fpgacnn.json").read_text())["project"]["folded_activations"]
+              for p in ("prj", "prj_sep")}
+    assert len(folded["prj"]) == 5 and folded["prj_sep"] == []  # 4 conv ReLUs and fc1's

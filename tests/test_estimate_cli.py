@@ -107,6 +107,10 @@ def test_generate_builds_the_design_fit_saved(capsys, model_files, tmp_path):
     code, _, err = run(capsys, "generate", saved / "qmodel.h5", "--design", saved / "fit.json", "--data", data,
                        "--out", tmp_path / "other", "--part", "xc7a35tcpg236-1")
     assert code == 2 and "--part differs from the design" in err
+    assert mf["project"]["folded_activations"]  # the fit estimated folded activations, the project has them
+    code, _, err = run(capsys, "generate", saved / "qmodel.h5", "--design", saved, "--data", data,
+                       "--out", tmp_path / "other", "--separate-activations")
+    assert code == 2 and "--separate-activations differs from the design" in err
     code, _, err = run(capsys, "generate", saved / "qmodel.h5", "--design", tmp_path / "nope.json", "--data", data,
                        "--out", tmp_path / "other")
     assert code == 2 and "does not exist" in err and not (tmp_path / "other").exists()

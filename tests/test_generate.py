@@ -129,10 +129,16 @@ def test_manifest(project, tiny_q):
     assert mf["output"]["softmax"] == "host" and mf["output"]["precision"].startswith("ap_fixed<")
     layers = mf["precision"]["layers"]
     assert [ly["class"] for ly in layers] == ["QConv2D", "QActivation", "MaxPooling2D", "Flatten", "QDense"]
-    for ly in layers:
-        assert ly["result"] and set(ly) == {"name", "hls_name", "class", "weight", "bias", "result", "accum"}
-    assert layers[1]["result"] == f"ap_ufixed<8,{q.layers[2].quantizer.integer},AP_RND_CONV,AP_SAT>"
-    assert layers[0]["accum"] == layers[0]["result"]
+    keys = {"name", "hls_name", "class", "weight", "bias", "result", "accum"}
+    assert set(layers[0]) == keys | {"activation_folded"} and set(layers[1]) == keys | {"folded_into"}
+    for ly in layers[2:]:
+        assert ly["result"] and set(ly) == keys
+    relu = f"ap_ufixed<8,{q.layers[2].quantizer.integer},AP_RND_CONV,AP_SAT>"
+    assert layers[1]["result"] == relu
+    # the conv rounds into the ReLU's type itself; its accumulator stays exact (signed, wider)
+    assert layers[0]["result"] == relu and layers[0]["accum"].startswith("ap_fixed<")
+    assert layers[0]["activation_folded"] == layers[1]["name"] and layers[1]["folded_into"] == layers[0]["name"]
+    assert mf["project"]["folded_activations"] == [layers[1]["name"]]
     tb = mf["testbench"]
     assert tb == {"samples": N_SAMPLES, "inputs": "tb_data/tb_input_features.dat",
                   "expected": "tb_data/tb_output_predictions.dat", "float": "tb_data/float_predictions.dat",

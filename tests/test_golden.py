@@ -47,7 +47,8 @@ _ARRAY_DATA = """      input_t input_1[8*8*1];
 
 def _manifest(backend, io_type, axi_stream, softmax):
     design = {"layer_reuse": {"conv": 9, "dense": 40}, "layer_strategy": {"conv": "Latency", "dense": "Resource"},
-              "fifo_depth": "auto", "fifo_depths": {"layer2_out": 16, "layer4_out": 9}} if io_type == "io_stream" else {}
+              "fifo_depth": "auto", "fifo_depths": {"layer2_out": 16, "layer4_out": 9},
+              "folded_activations": ["relu"]} if io_type == "io_stream" else {}
     return {
         "fpgacnn_version": "0.1.0",
         "project": {"name": "myproject", "display_name": "Golden digits", "top": "myproject", "backend": backend,

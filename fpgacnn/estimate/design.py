@@ -21,6 +21,7 @@ from fpgacnn.errors import InputError, ToolError, UnsupportedLayerError
 from fpgacnn.estimate.estimator import Estimate, estimate_resources
 from fpgacnn.estimate.parts import Part, get_part
 from fpgacnn.hls.fifo import check_fifo_depth, set_fifo_depths
+from fpgacnn.hls.fuse import folded_names, remove_identity_activations
 from fpgacnn.hls.identifiers import safe_text
 
 IO_TYPES = ("io_stream", "io_parallel")
@@ -40,12 +41,13 @@ class Design:
     layer_reuse: dict = field(default_factory=dict)  # Keras layer name -> reuse factor
     layer_strategy: dict = field(default_factory=dict)  # Keras layer name -> "Latency" | "Resource"
     fifo_depth: str | int = "auto"  # io_stream FIFO depths, see fpgacnn.hls.fifo
+    fold_activations: bool = True  # Conv/Dense round into their QActivation, see fpgacnn.hls.fuse
 
     def to_dict(self) -> dict:
         return {"part": self.part, "clock_mhz": self.clock_mhz, "io_type": self.io_type, "backend": self.backend,
                 "strategy": self.strategy, "reuse_factor": self.reuse_factor,
                 "layer_reuse": dict(self.layer_reuse), "layer_strategy": dict(self.layer_strategy),
-                "fifo_depth": self.fifo_depth}
+                "fifo_depth": self.fifo_depth, "fold_activations": self.fold_activations}
 
     @classmethod
     def from_dict(cls, d) -> "Design":
@@ -62,6 +64,8 @@ class Design:
         if isinstance(clock, bool) or not isinstance(clock, (int, float)) or not clock > 0:
             raise InputError(f"design clock_mhz must be a positive number, got {clock!r}")
         check_fifo_depth(d.get("fifo_depth", "auto"))
+        if not isinstance(d.get("fold_activations", True), bool):
+            raise InputError(f"design fold_activations must be true or false, got {d['fold_activations']!r}")
         return cls(**{**d, "clock_mhz": float(clock)})
 
     def generate_options(self) -> dict:
@@ -69,7 +73,8 @@ class Design:
         return {"part": part_code(self.part), "backend": self.backend, "io_type": self.io_type,
                 "clock_period_ns": 1000.0 / float(self.clock_mhz), "strategy": self.strategy,
                 "reuse_factor": int(self.reuse_factor), "layer_reuse": dict(self.layer_reuse),
-                "layer_strategy": dict(self.layer_strategy), "fifo_depth": self.fifo_depth}
+                "layer_strategy": dict(self.layer_strategy), "fifo_depth": self.fifo_depth,
+                "fold_activations": self.fold_activations}
 
 
 def part_code(part) -> str:
@@ -95,7 +100,9 @@ class Prepared:
 
 def prepare(qmodel, *, x=None, input_bits: int = 8, input_type=None) -> Prepared:
     """``qmodel`` made ready for ``convert``; ``input_type`` (an ``InputSpec``) or ``x`` fix
-    the input grid exactly as in ``generate``."""
+    the input grid exactly as in ``generate``. The precisions fold activations into their
+    producers (``Design.fold_activations``, the default); ``hls_config_for`` recomputes
+    them for a design that does not."""
     if isinstance(qmodel, Prepared):
         return qmodel
     from fpgacnn.hls.generate import sanitized_model
@@ -153,13 +160,15 @@ def apply_layer_design(config: dict, qmodel, names: dict, layer_reuse=None, laye
 def hls_config_for(prepared: Prepared, design: Design) -> dict:
     """The hls4ml config ``generate`` builds, with the design's per-layer reuse factors and
     strategies applied."""
-    from fpgacnn.hls.precision import hls_config
+    from fpgacnn.hls.precision import hls_config, layer_precisions
 
     if design.strategy not in STRATEGIES:
         raise InputError(f"strategy must be one of {', '.join(STRATEGIES)}, got {design.strategy!r}")
     if design.io_type not in IO_TYPES:
         raise InputError(f"io_type must be one of {', '.join(IO_TYPES)}, got {design.io_type!r}")
-    config = hls_config(prepared.hmodel, prepared.spec, prepared.precisions, backend=design.backend,
+    precisions = prepared.precisions if design.fold_activations else \
+        layer_precisions(prepared.hmodel, prepared.spec.type, fold_activations=False)
+    config = hls_config(prepared.hmodel, prepared.spec, precisions, backend=design.backend,
                         strategy=design.strategy, reuse_factor=int(design.reuse_factor))
     apply_layer_design(config, prepared.qmodel, prepared.names, design.layer_reuse, design.layer_strategy)
     return config
@@ -177,6 +186,8 @@ def convert(prepared: Prepared, design: Design):
                     prepared.hmodel, hls_config=config, output_dir=tmp, project_name="design",
                     backend=design.backend, part=part_code(design.part),
                     clock_period=1000.0 / float(design.clock_mhz), io_type=design.io_type)
+            if design.fold_activations:
+                remove_identity_activations(hls_model, only=folded_names(prepared.precisions))
             set_fifo_depths(hls_model, design.fifo_depth)
             return hls_model
         except (UnsupportedLayerError, InputError):

@@ -114,6 +114,13 @@ def csd_digits(q: np.ndarray) -> np.ndarray:
     return n
 
 
+def cast_lut(in_bits: int, out_bits: int) -> float:
+    """LUTs of one rounding (RND/RND_CONV) and saturating conversion of an ``in_bits``
+    value to ``out_bits``: calibrated inside the quantized ReLU lanes of the SVHN reference,
+    and charged the same where a Conv/Dense output cast does it (``fpgacnn.hls.fuse``)."""
+    return in_bits + 4 * out_bits
+
+
 def dsp_per_multiplier(a_bits: int, b_bits: int, dsp_type: str) -> int:
     """DSP slices for one a x b signed multiplication (27x18 DSP48E2, 25x18 DSP48E1)."""
     big, small = max(a_bits, b_bits), min(a_bits, b_bits)

@@ -112,6 +112,9 @@ def _mac(layer, ctx, wkey="weight", n_out=None, n_copies=1, n_in_override=None, 
             mult_lut += n_total * winfo["width"] / 8.0  # constants muxed per cycle
     add_bits = min(acc["width"], avg_prod + math.ceil(math.log2(max(2, n_in))))
     lut = mult_lut + n_adders * add_bits * L.ADD_LUT_PER_BIT
+    out = L.prec_info(layer.get_output_variable().type.precision)
+    if out.get("rnd") or out.get("sat"):  # an activation folded into the output cast (fpgacnn.hls.fuse)
+        lut += n_out * L.cast_lut(acc["width"], out["width"])
     ff = regs_bits * L.MUL_FF_PER_BIT * pipe + n_out * acc["width"]
     depth = L.adder_tree_depth(max(1, n_nz // n_out), ctx.clock_ns)
     res.update({"DSP": int(dsp) * n_copies, "BRAM_18K": int(bram), "LUT": lut * n_copies, "FF": ff * n_copies,
@@ -207,7 +210,7 @@ def _elementwise(layer, ctx):
     else:
         lut_lane = 3 * ain["width"]
         if out.get("rnd") or out.get("sat"):
-            lut_lane += ain["width"] + 4 * out["width"]
+            lut_lane += L.cast_lut(ain["width"], out["width"])
         if layer.class_name in ("LeakyReLU", "PReLU", "ELU"):
             lut_lane += 2 * ain["width"]
         base_lat = 0

@@ -22,6 +22,7 @@ from ..errors import DataError, InputError, OutputExistsError, ToolError, Unsupp
 from . import testvectors as tv
 from .identifiers import safe_identifier, safe_text
 from .fifo import check_fifo_depth, fifo_depths, set_fifo_depths
+from .fuse import folded_names, remove_identity_activations
 from .precision import hls_config, input_spec, layer_precisions
 from .project import MANIFEST, Project
 from ..validate import check_hls_support, check_input_shape, check_model_weights
@@ -203,7 +204,7 @@ def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vit
              source_model_sha256: str | None = None, input_bits: int = 8, input_type=None,
              preprocessing: dict | None = None, softmax: str = "host", axi_stream: bool = False,
              layer_reuse: dict | None = None, layer_strategy: dict | None = None,
-             fifo_depth: str | int = "auto") -> Project:
+             fifo_depth: str | int = "auto", fold_activations: bool = True) -> Project:
     """Write the hls4ml project for ``qmodel`` into ``out_dir`` and return its ``Project``.
 
     ``x_test`` are float inputs; they are snapped to the input grid (see
@@ -224,6 +225,9 @@ def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vit
     ``project.layer_reuse`` and ``project.layer_strategy``. ``fifo_depth`` sets the io_stream
     FIFO depths (``fpgacnn.hls.fifo``: ``"auto"`` makes a chain's FIFOs shallow, ``"full"``
     keeps hls4ml's whole-feature-map depths); the depths built go to ``project.fifo_depths``.
+    ``fold_activations`` lets each Conv/Dense round and saturate into the QActivation that
+    alone reads it, instead of a separate activation process per channel
+    (``fpgacnn.hls.fuse``); the activations folded go to ``project.folded_activations``.
     """
     import fpgacnn
 
@@ -250,6 +254,8 @@ def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vit
     if isinstance(reuse_factor, bool) or not isinstance(reuse_factor, (int, np.integer)) or reuse_factor < 1:
         raise InputError(f"reuse_factor must be a positive integer, got {reuse_factor!r}")
     check_fifo_depth(fifo_depth)
+    if not isinstance(fold_activations, bool):
+        raise InputError(f"fold_activations must be True or False, got {fold_activations!r}")
 
     out = Path(out_dir)
     check_input_shape(qmodel)
@@ -265,7 +271,8 @@ def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vit
     logits = None
     if softmax == "hardware" and x_test is not None:  # the softmax tables must separate these
         logits = qmodel.predict(spec.snap(x_test), batch_size=256, verbose=0)
-    precisions = layer_precisions(hmodel, spec.type, softmax=softmax == "hardware", softmax_logits=logits)
+    precisions = layer_precisions(hmodel, spec.type, softmax=softmax == "hardware", softmax_logits=logits,
+                                  fold_activations=fold_activations)
     config = hls_config(hmodel, spec, precisions, backend=backend, strategy=strategy, reuse_factor=int(reuse_factor))
     if layer_reuse is not None and not isinstance(layer_reuse, dict) or \
             layer_strategy is not None and not isinstance(layer_strategy, dict):
@@ -285,6 +292,7 @@ def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vit
                     hmodel, hls_config=config, output_dir=str(tmp), project_name=top, backend=backend, part=part,
                     clock_period=clock, io_type=io_type)
                 stamp_old = hls_model.config.config.get("Stamp")
+                folded = remove_identity_activations(hls_model, only=folded_names(precisions))
                 set_fifo_depths(hls_model, fifo_depth)
                 hls_model.write()
         except (UnsupportedLayerError, InputError):
@@ -305,7 +313,8 @@ def generate(qmodel, out_dir, part: str = "xc7z020clg400-1", backend: str = "Vit
                         "reuse_factor": int(reuse_factor), "axi_stream": axi_stream,
                         "layer_reuse": {n: rf for n, (rf, _) in built.items()},
                         "layer_strategy": {n: st for n, (_, st) in built.items()},
-                        "fifo_depth": fifo_depth, "fifo_depths": fifo_depths(hls_model)},
+                        "fifo_depth": fifo_depth, "fifo_depths": fifo_depths(hls_model),
+                        "folded_activations": [safe_text(names.get(n, n)) for n in folded]},
             "model": {"name": safe_text(qmodel.name), "sha256": sha, "params": int(qmodel.count_params()),
                       "input_shape": [int(d) for d in in_shape], "n_outputs": n_out,
                       "classes": classes if classes is not None else [str(i) for i in range(n_out)]},

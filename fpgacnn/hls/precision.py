@@ -13,7 +13,9 @@ Policy (every layer gets an explicit type; nothing is left to hls4ml's ``auto``)
 * ``quantized_relu(b, i)`` -> ``ap_ufixed<b, i, AP_RND_CONV, AP_SAT>``: QKeras rounds with
   ``tf.round`` (half to even) and clips to ``[0, 2^i - 2^(i-b)]``, which is what
   convergent rounding plus saturation does. ``quantized_bits`` activations likewise
-  (``ap_fixed<b, i+1, AP_RND_CONV, AP_SAT>``).
+  (``ap_fixed<b, i+1, AP_RND_CONV, AP_SAT>``). A Conv/Dense read only by such an activation
+  outputs the activation's type itself (its accumulator stays exact) and hls4ml's
+  activation process, then the identity, is removed (``fpgacnn.hls.fuse``).
 * MaxPooling, GlobalMaxPooling, ZeroPadding and Flatten keep their input type.
   AveragePooling (power-of-two area ``2^k``, ``valid`` padding only) and
   GlobalAveragePooling (power-of-two ``H*W = 2^k``) sum in a type with ``k`` more integer
@@ -219,14 +221,19 @@ def _node_precision(ly, ins: list[Fixed], softmax: bool, softmax_logits=None) ->
     raise UnsupportedLayerError(ly.name, cls, _STAGE, "no bit-exact HLS mapping for this layer")
 
 
-def layer_precisions(model, inp: Fixed, softmax: bool = False, softmax_logits=None) -> list[LayerPrecision]:
+def layer_precisions(model, inp: Fixed, softmax: bool = False, softmax_logits=None,
+                     fold_activations: bool = True) -> list[LayerPrecision]:
     """Explicit precision for every layer of the QKeras ``model`` (or a list of chained layers).
 
     ``inp`` is the input type. ``softmax``: the model ends in a softmax that runs in
     hardware (``generate`` appends it); ``softmax_logits`` (test logits) feed its tables.
+    ``fold_activations``: a Conv/Dense read only by a QActivation outputs the activation's
+    type directly (``fpgacnn.hls.fuse``; models only, not layer lists).
     """
     from ..quant.graph import layer_graph
+    from .fuse import foldable_activations, fold_activation_types
 
+    pairs = {}
     if isinstance(model, (list, tuple)):
         layers, sources, in_name = list(model), [], "input"
         prev = in_name
@@ -236,6 +243,7 @@ def layer_precisions(model, inp: Fixed, softmax: bool = False, softmax_logits=No
     else:
         graph = layer_graph(model, _STAGE)
         layers, sources, in_name = [n.layer for n in graph.nodes], [n.inputs for n in graph.nodes], graph.input.name
+        pairs = foldable_activations(graph) if fold_activations else {}
     types = {in_name: inp.plain()}
     out: list[LayerPrecision] = []
     for ly, srcs in zip(layers, sources):
@@ -243,7 +251,7 @@ def layer_precisions(model, inp: Fixed, softmax: bool = False, softmax_logits=No
         lp = _node_precision(ly, [types[s] for s in srcs], softmax and last, softmax_logits)
         out.append(lp)
         types[ly.name] = lp.result.plain()
-    return out
+    return fold_activation_types(out, pairs)
 
 
 def hls_config(model, inp: InputSpec, precisions: list[LayerPrecision], backend: str = "Vitis",

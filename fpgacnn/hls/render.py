@@ -257,6 +257,7 @@ def build_context(project_dir: Path, manifest: dict) -> dict:
         "reuse_factor": reuse,
         "layer_design": layer_design,
         "fifo": fifo,
+        "folded": [str(a) for a in _get(proj, "folded_activations", []) or []],
         "model": {
             "name": str(_get(model, "name", "")),
             "sha256": str(_get(model, "sha256", "")),
