@@ -4,8 +4,8 @@ In order:
 
 1. walk the model as a DAG (Sequential, functional chains, residual ``Add`` and
    ``Concatenate`` blocks) and turn it into ops with BatchNorm folded in (``ops.py``);
-2. with representative inputs ``x``, run the folded float model on them and record every
-   ReLU output (calibration: activation ranges, no labels needed);
+2. with representative inputs ``x``, run the folded float model on them and summarise every
+   ReLU output, batch by batch (calibration: activation ranges, no labels needed);
 3. pick widths and integer bits per tensor (``policy.py``: uniform, per-layer or
    ``"range"``) and rebuild the model with QKeras quantizers (``build.py``);
 4. with labels ``y`` as well, fine-tune quantization-aware (optionally distilled from a
@@ -22,6 +22,7 @@ from ..errors import DataError, InputError
 from .build import build_model
 from .ops import LINEAR, model_ops
 from .policy import choose_widths, parse_bits
+from .ranges import MagnitudeStats
 from ..validate import check_input_shape, check_model_weights
 
 __all__ = ["quantize", "fold_batchnorm", "snap_inputs"]
@@ -84,8 +85,9 @@ def _loss_for(y, n_out):
     raise DataError(f"labels of shape {y.shape} do not fit a model with {n_out} outputs")
 
 
-def calibrate(model, in_name: str, ops, output: str, x) -> dict:
-    """ReLU op name -> its float outputs on ``x`` (folded float model)."""
+def calibrate(model, in_name: str, ops, output: str, x, batch_size: int = 256) -> dict:
+    """ReLU op name -> ``MagnitudeStats`` of its float outputs on ``x`` (folded float model),
+    batch by batch: memory does not grow with ``len(x)``."""
     from tensorflow import keras
 
     relus = [op.name for op in ops if op.kind == "relu"]
@@ -93,9 +95,12 @@ def calibrate(model, in_name: str, ops, output: str, x) -> dict:
         return {}
     fm = build_model(model.name, model.input_shape[1:], in_name, ops, output)
     probe = keras.Model(fm.inputs, [fm.get_layer(n).output for n in relus])
-    vals = probe.predict(x, batch_size=256, verbose=0)
-    vals = vals if isinstance(vals, list) else [vals]
-    return dict(zip(relus, vals))
+    stats = {n: MagnitudeStats() for n in relus}
+    for start in range(0, len(x), batch_size):
+        vals = probe.predict_on_batch(x[start:start + batch_size])
+        for n, v in zip(relus, vals if isinstance(vals, (list, tuple)) else [vals]):
+            stats[n].update(np.asarray(v))
+    return stats
 
 
 def quantize(model, bits=8, x=None, y=None, epochs: int = 2, *, batch_size: int = 64, seed: int = 0,

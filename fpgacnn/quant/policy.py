@@ -36,6 +36,7 @@ import numpy as np
 
 from ..errors import InputError
 from .ops import LINEAR, Op
+from .ranges import MagnitudeStats, ceil_log2
 
 __all__ = ["choose_widths", "parse_bits", "DEFAULT_BITS", "DEFAULT_RELU_INT_BITS", "RANGE_RESOLUTION_BITS"]
 
@@ -71,16 +72,12 @@ def _int_bits_for(max_abs: float, width: int) -> int:
     return int(min(max(0, math.ceil(math.log2(max_abs))), width - 1))
 
 
-def _range_width(values: np.ndarray, resolution: int, signed: bool) -> tuple[int, int]:
+def _range_width(stats: MagnitudeStats, resolution: int, signed: bool) -> tuple[int, int]:
     """``(width, integer)`` for the ``range`` policy (see the module docstring)."""
-    mags = np.abs(np.asarray(values, np.float64)).reshape(-1)
-    mags = mags[mags > 0]
-    if mags.size == 0:
+    if stats.count == 0:
         return resolution, 0
-    top = float(mags.max())
-    typical = float(np.percentile(mags, 99))
-    integer = max(0, math.ceil(math.log2(top)))
-    frac = resolution - (1 if signed else 0) - math.ceil(math.log2(typical))
+    integer = max(0, int(ceil_log2(stats.max)))
+    frac = resolution - (1 if signed else 0) - stats.ceil_log2_percentile(99)
     width = integer + (1 if signed else 0) + frac
     width = int(min(max(width, 2, integer + 1), 2 * resolution, MAX_BITS))
     return width, min(integer, width - 1)
@@ -104,7 +101,8 @@ def choose_widths(ops: list[Op], bits, act_values: dict | None = None, int_bits:
                   bias_bits: int | None = None) -> dict:
     """``{op name: {"kernel" | "pointwise" | "bias" | "act": (width, integer)}}`` for the quantized ops.
 
-    ``act_values`` maps relu op names to their float outputs on the representative data.
+    ``act_values`` maps relu op names to the ``MagnitudeStats`` of their float outputs on the
+    representative data (``fpgacnn.quant.convert.calibrate``).
     """
     policy, table = parse_bits(bits)
     if bias_bits is not None:
@@ -135,7 +133,7 @@ def choose_widths(ops: list[Op], bits, act_values: dict | None = None, int_bits:
             if op.kind == "SeparableConv2D":
                 tensors["pointwise"] = op.pointwise
             if policy == "range":
-                out[op.name] = {k: _range_width(v, table, True) for k, v in tensors.items()}
+                out[op.name] = {k: _range_width(MagnitudeStats.of(v), table, True) for k, v in tensors.items()}
                 continue
             w = widths_of[op.name]
             out[op.name] = {k: fixed((bias_bits or w) if k == "bias" else w, float(np.max(np.abs(v), initial=0.0)))
@@ -149,5 +147,5 @@ def choose_widths(ops: list[Op], bits, act_values: dict | None = None, int_bits:
             if int_bits is None and vals is None:
                 out[op.name] = {"act": (w, min(DEFAULT_RELU_INT_BITS, w - 1))}
             else:
-                out[op.name] = {"act": fixed(w, float(np.max(vals)) if vals is not None and np.size(vals) else 0.0)}
+                out[op.name] = {"act": fixed(w, vals.max if vals is not None else 0.0)}
     return out
