@@ -46,7 +46,8 @@ SETTINGS = {
     "keep_grid": [0.5, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15],
     "bits_grid": [8, 6, 4],
     "finetune_images": 45000,  # the whole training split (seeded subset when smaller)
-    "finetune_epochs": 12,  # distillation, then as many epochs of QAT, per candidate
+    "finetune_epochs": 24,  # distillation per candidate, spread over the cuts (8 each, as in trim_cifar10.py)
+    "qat_epochs": 8,  # quantization-aware training after it
     # distillation only (QAT keeps its recipe): a new flipped/shifted view of the images every
     # epoch, teacher rerun on it, and the learning rate decayed to zero
     "finetune_options": {"augment": "flip_shift", "lr_schedule": "cosine"},
@@ -54,16 +55,27 @@ SETTINGS = {
     "representative": 1000,
     "batch_size": 128,
     "learning_rate": 1e-3,
-    # relevance weighted by the consumer weights, one global threshold over all layers (at
-    # least 4 kernels each), the candidate reached in 3 re-scored cuts of 4 epochs each: the
-    # trimming benchmark's best recipe (trim_cifar10.md). No parameter cost: the LUTs the
-    # search runs out of are per channel (lanes, FIFOs), about the same for every kernel.
-    "trim_options": {"criterion": "relevance_weighted", "ranking": "global", "min_kernels": 4, "rounds": 3},
+    # the trimming benchmark's best recipe (trim_cifar10.md): relevance weighted by the consumer
+    # weights, one global threshold over all layers on score per square root of a kernel's
+    # parameter cost, at least 4 kernels each; the screened allocation reached in 3 re-scored
+    # cuts. The LUTs the search runs out of are mostly per channel, but a network that keeps
+    # its cheap early kernels is the more accurate one at any size (trim_cifar10_allocation.md).
+    "trim_options": {"criterion": "relevance_weighted", "ranking": "global", "cost": "sqrt_params",
+                     "min_kernels": 4, "rounds": 3},
 }
-# --trim layer: the earlier result, the paper's relevance with the same fraction kept per layer
+# Earlier results kept beside this one, and how each differed from the current settings.
+EARLIER = [
+    ("fit_xc7z020_replanned", "ReLUs folded; allocation re-planned at every cut by score alone (no cost), "
+                              "12 epochs of distillation and 12 of QAT"),
+    ("fit_xc7z020_relu_layers", "each ReLU a dataflow process of its own, allocation as in the previous line, "
+                                "keep grid up to 0.3"),
+    ("fit_xc7z020_layer", "as in the previous line, but the paper's relevance and the same fraction kept in "
+                          "every layer (`--trim layer`)"),
+]
+# --trim layer: an earlier result, the paper's relevance with the same fraction kept per layer
 TRIM_VARIANTS = {"global": ("fit_xc7z020", None),
                  "layer": ("fit_xc7z020_layer", {"criterion": "relevance", "ranking": "layer", "rounds": 1})}
-QUICK = {"keep_grid": [0.2, 0.125], "bits_grid": [6, 4], "finetune_images": 4000, "finetune_epochs": 1,
+QUICK = {"keep_grid": [0.2, 0.125], "bits_grid": [6, 4], "finetune_images": 4000, "finetune_epochs": 1, "qat_epochs": 1,
          "max_finetune": 1, "representative": 300}
 # Published designs on the same chip, as given in the issue this benchmark answers.
 PUBLISHED = [
@@ -153,6 +165,8 @@ def markdown(res: dict) -> str:
 def trim_words(s: dict) -> str:
     t = {"ranking": "layer", "criterion": "relevance", "rounds": 1, **s.get("trim_options", {})}
     how = "the same fraction in every layer" if t["ranking"] == "layer" else "one threshold over all layers"
+    if t.get("cost"):
+        how += f" on score per {t['cost'].replace('sqrt_', 'square root of ')}"
     return f"{t['criterion']}, {how}, {t['rounds']} cut{'s' if t['rounds'] > 1 else ''}"
 
 
@@ -209,21 +223,13 @@ def analysis(res: dict) -> str:
     lines.append(f"- Throughput is not the limit: one image every {res['ii_cycles']:,} cycles is {res['fps']:,.0f} "
                  f"fps at {CLOCK_MHZ:g} MHz against the {FPS:g} fps target; reuse factors were lowered until the "
                  "resources ran out.")
-    before = RESULTS / "fit_xc7z020_relu_layers.json"
-    if res["design"].get("fold_activations", False) and before.exists():
-        o = json.loads(before.read_text())
-        lines.append(f"- With each ReLU a dataflow process of its own (`fit_xc7z020_relu_layers.md`, the previous "
-                     f"result: same search and recipe, keep grid up to 0.3) the fit chose keep {o['keep']:g} at "
-                     f"{o['bits']} bits: {o['accuracy']:.1%} test, {o['params']:,} parameters, "
-                     f"{o['resources']['LUT']:,} LUT, of which {o['breakdown']['LUT']['lanes']:,} in per-channel "
-                     f"layers. This run: {res['accuracy']:.1%} test, {res['params']:,} parameters.")
-    other = RESULTS / "fit_xc7z020_layer.json"
-    if res["settings"].get("trim_options", {}).get("ranking") == "global" and other.exists():
-        o = json.loads(other.read_text())
-        lines.append(f"- The same search with the paper's relevance and the same fraction kept in every layer "
-                     f"(`--trim layer`, `fit_xc7z020_layer.md`) chose keep {o['keep']:g} at {o['bits']} bits: "
-                     f"{o['accuracy']:.1%} test, {o['resources']['LUT']:,} LUT. This run: {res['accuracy']:.1%} "
-                     f"test, {res['resources']['LUT']:,} LUT.")
+    earlier = [e for e in EARLIER if e[0] != res.get("stem") and (RESULTS / f"{e[0]}.json").exists()]
+    if earlier:
+        lines.append("- Earlier runs of this search, each with what differed (newest first):")
+    for stem, how in earlier:
+        o = json.loads((RESULTS / f"{stem}.json").read_text())
+        lines.append(f"  - `{stem}.md`, {how}: keep {o['keep']:g} at {o['bits']} bits, {o['params']:,} parameters, "
+                     f"{o['accuracy']:.1%} test, {o['resources']['LUT']:,} LUT.")
     lines.append("- The published rows come with accuracy, latency and (for FINN) resources only; they were "
                  "built with other flows (FINN's CNV has binarised weights and activations), so the table "
                  "compares outcomes on the same chip, not methods.")
@@ -243,6 +249,7 @@ def main(argv=None) -> int:
         res = json.loads((RESULTS / f"{stem}.json").read_text())
         res.setdefault("command", f"nice -n 10 .venv/bin/python benchmarks/fit_xc7z020.py --trim {args.trim}")
         res["settings"].setdefault("trim_options", trim_options or SETTINGS["trim_options"])
+        res["stem"] = stem
         res["analysis"] = analysis(res)
         (RESULTS / f"{stem}.json").write_text(json.dumps(res, indent=1, default=float) + "\n")
         (RESULTS / f"{stem}.md").write_text(markdown(res))
@@ -272,7 +279,8 @@ def main(argv=None) -> int:
     result = fit(model, data.x_train[idx], data.y_train[idx], PART, fps=FPS, clock_mhz=CLOCK_MHZ,
                  max_utilization=MAX_UTILIZATION, x_val=data.x_val, y_val=data.y_val,
                  keep_grid=settings["keep_grid"], bits_grid=settings["bits_grid"],
-                 finetune_epochs=settings["finetune_epochs"], max_finetune=settings["max_finetune"],
+                 finetune_epochs=settings["finetune_epochs"], qat_epochs=settings["qat_epochs"],
+                 max_finetune=settings["max_finetune"],
                  representative=settings["representative"], batch_size=settings["batch_size"],
                  learning_rate=settings["learning_rate"], seed=settings["seed"],
                  finetune_options=settings["finetune_options"], trim_options=settings["trim_options"], log=log)
@@ -294,6 +302,7 @@ def main(argv=None) -> int:
         "published": PUBLISHED, "estimator": "fpgacnn estimator (not vendor synthesis)",
         "wall_s": round(time.time() - t0, 1), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
     }
+    res["stem"] = stem
     res["analysis"] = analysis(res)
     out_dir.mkdir(parents=True, exist_ok=True)
     res["command"] = f"nice -n 10 .venv/bin/python benchmarks/fit_xc7z020.py --trim {args.trim}"

@@ -259,7 +259,9 @@ def estimate_cmd(model, part, clock_mhz, bits, reuse, strategy, allow_code, as_j
 @click.option("--fps", required=True, type=float, help="Frames per second the design must sustain.")
 @click.option("--clock", "clock_mhz", default=100.0, show_default=True, type=float, help="Clock in MHz.")
 @click.option("--max-utilization", default=0.8, show_default=True, type=float, help="Cap on every resource.")
-@click.option("--epochs", default=5, show_default=True, help="Fine-tuning (and QAT) epochs per candidate.")
+@click.option("--epochs", default=5, show_default=True, help="Fine-tuning (distillation) epochs per candidate.")
+@click.option("--qat-epochs", type=int, default=None, help="Quantization-aware training epochs per candidate "
+              "[default: --epochs].")
 @click.option("--augment", type=click.Choice(["none", "shift", "flip_shift"]), default="none", show_default=True,
               help="Fine-tune on a new shifted (and flipped) view of the images every epoch.")
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True)
@@ -267,6 +269,9 @@ def estimate_cmd(model, part, clock_mhz, bits, reuse, strategy, allow_code, as_j
               help="How kernels are scored.")
 @click.option("--ranking", type=click.Choice(["layer", "global"]), default="layer", show_default=True,
               help="layer: the same fraction kept in every layer; global: one threshold over all layers.")
+@click.option("--cost", type=click.Choice(["none", "params", "macs", "sqrt_params", "sqrt_macs"]), default="none",
+              show_default=True, help="With --ranking global: rank kernels by score per (square root of) what "
+              "each costs in parameters or MACs.")
 @click.option("--min-kernels", type=int, default=1, show_default=True, help="Fewest kernels a layer keeps.")
 @click.option("--trim-rounds", type=int, default=1, show_default=True,
               help="Re-scored cuts to reach each fine-tuned candidate (epochs spread over them).")
@@ -274,8 +279,8 @@ def estimate_cmd(model, part, clock_mhz, bits, reuse, strategy, allow_code, as_j
 @click.option("--force", is_flag=True, help="Replace an existing --out directory.")
 @click.option("--allow-code", is_flag=True, help="Allow Lambda/custom layers to run code from the model file.")
 @click.option("--json", "as_json", is_flag=True)
-def fit_cmd(model, data, part, fps, clock_mhz, max_utilization, epochs, augment, lr_schedule, criterion, ranking,
-            min_kernels, trim_rounds, out, force, allow_code, as_json):
+def fit_cmd(model, data, part, fps, clock_mhz, max_utilization, epochs, qat_epochs, augment, lr_schedule, criterion,
+            ranking, cost, min_kernels, trim_rounds, out, force, allow_code, as_json):
     """Find the most accurate trim level, bit width and reuse factors of MODEL that fit a part at FPS."""
     from .data import load_npz_split
     from .errors import OutputExistsError
@@ -293,10 +298,11 @@ def fit_cmd(model, data, part, fps, clock_mhz, max_utilization, epochs, augment,
     has_val = split.x_val is not None and len(split.x_val) > 0
     result = fit(load_model(model, allow_code=allow_code), split.x_train, split.y_train, part, fps=fps,
                  clock_mhz=clock_mhz, max_utilization=max_utilization, x_val=split.x_val if has_val else None,
-                 y_val=split.y_val if has_val else None, finetune_epochs=epochs, log=None if as_json else _log,
+                 y_val=split.y_val if has_val else None, finetune_epochs=epochs, qat_epochs=qat_epochs,
+                 log=None if as_json else _log,
                  finetune_options={"augment": None if augment == "none" else augment, "lr_schedule": lr_schedule},
                  trim_options={"criterion": criterion, "ranking": ranking, "min_kernels": min_kernels,
-                               "rounds": trim_rounds})
+                               "cost": None if cost == "none" else cost, "rounds": trim_rounds})
     if out:
         save_fit(result, out, force=force)
     if as_json:

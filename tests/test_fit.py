@@ -183,8 +183,9 @@ def test_bad_trim_options_fail_before_any_work(trained_small_vgg, digits, bad, m
 
 def test_trim_options_choose_scoring_allocation_and_rounds(trained_small_vgg, digits, monkeypatch):
     import fpgacnn.distill
+    import fpgacnn.quantization
     from fpgacnn.estimate.fit import fit
-    from fpgacnn.trimming import ChannelGraph
+    from fpgacnn.trimming import ChannelGraph, trim_model
 
     epochs, real = [], fpgacnn.distill.finetune
 
@@ -192,16 +193,29 @@ def test_trim_options_choose_scoring_allocation_and_rounds(trained_small_vgg, di
         epochs.append(kwargs["epochs"])
         return real(*args, **kwargs)
 
+    qat, real_quantize = [], fpgacnn.quantization.quantize
+
+    def spy_quantize(*args, **kwargs):
+        if kwargs.get("y") is not None:
+            qat.append(kwargs["epochs"])
+        return real_quantize(*args, **kwargs)
+
     monkeypatch.setattr(fpgacnn.distill, "finetune", spy)
+    monkeypatch.setattr(fpgacnn.quantization, "quantize", spy_quantize)
     r = fit(trained_small_vgg, digits.x_train, digits.y_train, "xc7z020", fps=1000, keep_grid=(0.5,),
-            bits_grid=(8,), finetune_epochs=3, max_finetune=1, representative=100,
+            bits_grid=(8,), finetune_epochs=3, qat_epochs=1, max_finetune=1, representative=100,
             trim_options={"criterion": "l1", "ranking": "global", "min_kernels": 2, "rounds": 2})
-    assert epochs[:2] == [2, 2]  # two re-scored cuts, 3 epochs spread over them (rounded up), then QAT
+    assert epochs[:2] == [2, 2]  # two re-scored cuts, 3 epochs spread over them (rounded up)
+    assert qat == [1]  # then quantization-aware training for its own number of epochs
     widths = [g.size for g in ChannelGraph(r.float_model).groups if g.trimmable]
     full = [g.size for g in ChannelGraph(trained_small_vgg).groups if g.trimmable]
     assert sum(widths) <= math.ceil(0.5 * sum(full)) and min(widths) >= 2
     # one threshold over all layers: the layers are not all cut by the same fraction
     assert len({round(w / f, 2) for w, f in zip(widths, full)}) > 1
+    # the cuts reach the allocation that was screened (a one-shot cut of the original model;
+    # L1 needs no data), whatever re-scoring the fine-tuned weights would have chosen
+    screened = trim_model(trained_small_vgg, None, 0.5, criterion="l1", ranking="global", min_kernels=2).model
+    assert widths == [g.size for g in ChannelGraph(screened).groups if g.trimmable]
 
 
 def test_nothing_fits_raises_budget_error_naming_the_resource(trained_small_vgg, digits):
