@@ -243,20 +243,29 @@ def planned_widths(criterion, baseline, x, y, target, s, choice) -> dict[str, in
     return {n: e["kernels_after"] for n, e in res.report["layers"].items() if graph.group(n).trimmable}
 
 
-def run_chain(criterion, baseline, data, s, base_meta, choice) -> list[dict]:
-    """All budgets for one criterion, each step starting from the previous step's model."""
+def runs_dir(seed: int) -> Path:
+    """Finished steps of one fine-tuning seed (seed 0 where the results always were)."""
+    return RUNS if seed == 0 else RUNS / f"seed{seed}"
+
+
+def run_chain(criterion, baseline, data, s, base_meta, choice, seed: int = 0) -> list[dict]:
+    """All budgets for one criterion, each step starting from the previous step's model.
+
+    ``seed`` changes only the fine-tuning (views, shuffling, scoring images); the baseline
+    and the planned allocation stay the same, so seeds measure the spread of the recipe."""
     from tensorflow import keras
 
     from fpgacnn.trimming import trim_schedule
     from fpgacnn.trimming.surgery import custom_objects
 
-    RUNS.mkdir(parents=True, exist_ok=True)
+    runs = runs_dir(seed)
+    runs.mkdir(parents=True, exist_ok=True)
     x, y = subset(data, s["finetune_images"], s["seed"])
     teacher = CachedTeacher(baseline)
     current, rows = baseline, []
     for frac in FRACTIONS:
         name = f"{criterion}_{round(frac * 1000):04d}"  # per mille: relevance_0011 = 1.1 %
-        row_path, model_path = RUNS / f"{name}.json", RUNS / f"{name}.h5"
+        row_path, model_path = runs / f"{name}.json", runs / f"{name}.h5"
         if row_path.exists() and model_path.exists():
             rows.append(json.loads(row_path.read_text()))
             with keras.utils.custom_object_scope(custom_objects()):
@@ -271,17 +280,17 @@ def run_chain(criterion, baseline, data, s, base_meta, choice) -> list[dict]:
                             temperature=s["temperature"], alpha=s["alpha"], x_val=data.x_val, y_val=data.y_val,
                             ranking=choice["ranking"], normalize=choice["normalize"], cost=choice["cost"],
                             min_kernels=choice["min_kernels"], representative=s["representative"], batch_size=s["finetune_batch_size"],
-                            learning_rate=s["finetune_learning_rate"], seed=s["seed"] + 1,
+                            learning_rate=s["finetune_learning_rate"], seed=s["seed"] + 1 + seed,
                             finetune_options=s["finetune_options"])  # one seed: the same views at every step
         current = res.model
-        row = {"criterion": criterion, "param_fraction": frac, "params": int(current.count_params()),
+        row = {"criterion": criterion, "param_fraction": frac, "seed": seed, "params": int(current.count_params()),
                "accuracy": accuracy(current, data.x_test, data.y_test),
                "val_accuracy": res.report["rounds"][-1]["val_accuracy"], "macs": res.report["macs_after"],
                "kernels": {n: e["kernels_after"] for n, e in res.report["layers"].items()},
                "seconds": round(time.perf_counter() - t0, 1)}
         current.save(model_path)
         row_path.write_text(json.dumps(row, indent=2) + "\n")
-        log(f"{criterion} {frac:g}: params {row['params']} val {row['val_accuracy']:.4f} "
+        log(f"{criterion} {frac:g} seed {seed}: params {row['params']} val {row['val_accuracy']:.4f} "
             f"test {row['accuracy']:.4f} ({row['seconds']} s)")
         rows.append(row)
     return rows
@@ -316,11 +325,13 @@ def plot(result) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     base = result["baseline"]
+    stats = seed_stats(result["runs"])
     for criterion in CRITERIA:
-        rows = sorted((r for r in result["runs"] if r["criterion"] == criterion), key=lambda r: r["params"])
-        if not rows:
+        pts = sorted((v["params"], 100 * v["mean"], 100 * v["sd"]) for (c, _), v in stats.items() if c == criterion)
+        if not pts:
             continue
-        ax.plot([r["params"] for r in rows], [100 * r["accuracy"] for r in rows], marker="o", label=criterion)
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3,
+                    label=criterion)
     ax.axhline(100 * base["accuracy"], color="k", ls="--", lw=1, label=f"baseline ({base['params']:,} params)")
     ax.set_xscale("log")
     ax.set_xlabel("parameters (log scale)")
@@ -333,9 +344,44 @@ def plot(result) -> None:
     plt.close(fig)
 
 
+def seed_stats(runs) -> dict:
+    """``{(criterion, fraction): {"mean", "sd", "n", "params"}}`` of test accuracy over seeds
+    (sample standard deviation; 0 for one seed)."""
+    out = {}
+    for c in CRITERIA:
+        for f in FRACTIONS:
+            rows = [r for r in runs if r["criterion"] == c and r["param_fraction"] == f]
+            if rows:
+                a = np.array([r["accuracy"] for r in rows])
+                out[(c, f)] = {"mean": float(a.mean()), "sd": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
+                               "n": len(a), "params": int(np.mean([r["params"] for r in rows]))}
+    return out
+
+
+def seeds_section(result) -> str:
+    """Mean and spread over fine-tuning seeds, where a criterion has more than one."""
+    stats = seed_stats(result["runs"])
+    crit = [c for c in CRITERIA if any(v["n"] > 1 for (k, _), v in stats.items() if k == c)]
+    if not crit:
+        return ""
+    rows = []
+    for f in FRACTIONS:
+        cells = [f"{100 * v['mean']:.2f} ± {100 * v['sd']:.2f} ({v['n']})" if (v := stats.get((c, f))) else "-"
+                 for c in crit]
+        rows.append(f"| {100 * f:g} % | " + " | ".join(cells) + " |")
+    seeds = sorted({r["seed"] for r in result["runs"]})
+    return ("## Over fine-tuning seeds\n\n"
+            f"Test accuracy (%), mean ± sample standard deviation (runs) over seeds {', '.join(map(str, seeds))}: "
+            "the same baseline and planned allocation, another seed for the fine-tuning views, shuffling and "
+            "scoring images. The tables above are seed 0.\n\n"
+            "| params (target) | " + " | ".join(crit) + " |\n|---|" + "---|" * len(crit) + "\n"
+            + "\n".join(rows) + "\n\n")
+
+
 def markdown(result) -> str:
     s, base = result["settings"], result["baseline"]
-    acc = {(r["criterion"], r["param_fraction"]): r for r in result["runs"]}
+    acc = {(r["criterion"], r["param_fraction"]): r for r in result["runs"] if r.get("seed", 0) == 0}
+    stats = seed_stats(result["runs"])
     head = "| params (target) | " + " | ".join(CRITERIA) + " |\n|---|" + "---|" * len(CRITERIA) + "\n"
     rows = []
     for frac in FRACTIONS:
@@ -357,13 +403,18 @@ def markdown(result) -> str:
                 checks.append(f"- {crit} at {100 * frac:g} % of the parameters: baseline minus trimmed = "
                               f"{drop:+.2f} points (target at most {limit:g}): "
                               f"**{'met' if drop <= limit else 'not met'}**")
-        both = [f for f in FRACTIONS if (crit, f) in acc and ("l1", f) in acc]
-        worse = [f for f in both if acc[(crit, f)]["accuracy"] < acc[("l1", f)]["accuracy"]]
+        both = [f for f in FRACTIONS if (crit, f) in stats and ("l1", f) in stats]
+        worse = [f for f in both if stats[(crit, f)]["mean"] < stats[("l1", f)]["mean"]]
         if both:
             missing = "" if len(both) == len(FRACTIONS) else \
                 f" (compared at {', '.join(f'{100 * f:g} %' for f in both)} only: the other budgets lack a run)"
-            checks.append(f"- {crit} >= L1 at every budget: " + ("**met**" if not worse else
-                          "**not met** at " + ", ".join(f"{100 * f:g} %" for f in worse)) + missing)
+            n = min(min(stats[(crit, f)]["n"], stats[("l1", f)]["n"]) for f in both)
+            over = " (seed 0)" if n == 1 else f" (means over at least {n} seeds)"
+            gaps = "; ".join(f"{100 * f:g} %: {100 * (stats[(crit, f)]['mean'] - stats[('l1', f)]['mean']):+.2f}"
+                             for f in both)
+            checks.append(f"- {crit} >= L1 at every budget{over}: " + ("**met**" if not worse else
+                          "**not met** at " + ", ".join(f"{100 * f:g} %" for f in worse))
+                          + f" ({crit} minus L1, points: {gaps})" + missing)
         elif any((crit, f) in acc for f in FRACTIONS):
             checks.append(f"- {crit} >= L1 at every budget: not measured (no L1 run with this allocation)")
     probe = "\n".join(f"| {t['ranking']} | {t['normalize']} | {t['cost'] or '-'} | {t['min_kernels']} | "
@@ -407,10 +458,11 @@ def markdown(result) -> str:
            "63.34 % without). " + ALLOCATION_WORDS[s["allocation"]] + " The same chain without a cost is "
            "`trim_cifar10_score_only.md` (`--allocation score`).\n\n" if s["cost"] else "")
         + "## Test accuracy (%) and parameters\n\n" + head + "\n".join(rows) + "\n\n"
-        f"Baseline: {100 * base['accuracy']:.2f} %. Plot: `{STEM}.png`. Validation accuracy (%), the "
-        "split every choice was made on:\n\n" + head + "\n".join(val_rows) + "\n\n"
-        "Minutes per criterion (all five steps, 2 shared cores): "
-        + ", ".join(f"{c} {sum(r['seconds'] for r in result['runs'] if r['criterion'] == c) / 60:.1f}"
+        f"Baseline: {100 * base['accuracy']:.2f} %. Plot: `{STEM}.png` (means over seeds, bars one standard "
+        "deviation). Validation accuracy (%), the split every choice was made on:\n\n" + head
+        + "\n".join(val_rows) + "\n\n" + seeds_section(result)
+        + "Minutes per criterion (all five steps, seed 0, 2 shared cores): "
+        + ", ".join(f"{c} {sum(r['seconds'] for (k, _), r in acc.items() if k == c) / 60:.1f}"
                     for c in CRITERIA if any(r["criterion"] == c for r in result["runs"]))
         + f" (a chain that finds no cached teacher outputs also runs the teacher on every view; later chains "
         f"read them from the cache); baseline training {base['train_s'] / 60:.1f}.\n\n"
@@ -418,8 +470,20 @@ def markdown(result) -> str:
     )
 
 
+def arg(flag: str, default: str) -> str:
+    return sys.argv[sys.argv.index(flag) + 1] if flag in sys.argv else default
+
+
+def finished_runs() -> list[dict]:
+    """Every finished step of every seed (rows written before seeds existed are seed 0)."""
+    dirs = [(0, RUNS)] + sorted((int(d.name[4:]), d) for d in RUNS.glob("seed*") if d.name[4:].isdigit())
+    return [{"seed": seed, **json.loads(p.read_text())} for seed, d in dirs for c in RUN_ORDER for f in FRACTIONS
+            if (p := d / f"{c}_{round(f * 1000):04d}.json").exists()]
+
+
 def main() -> None:
-    """``--write-only`` rewrites the results from the finished steps without training."""
+    """``--write-only`` rewrites the results from the finished steps without training;
+    ``--seeds 0,1,2`` and ``--criteria l1,relevance`` choose the chains to run."""
     t0 = time.perf_counter()
     WORK.mkdir(parents=True, exist_ok=True)
     from tensorflow import keras
@@ -431,15 +495,17 @@ def main() -> None:
     baseline = keras.models.load_model(BASELINE, compile=False)
     choice = choose_ranking(baseline, data, s, base_meta)
     choice = select_allocation(choice, sys.argv)
-    runs = []
+    seeds = [int(v) for v in arg("--seeds", "0").split(",")]
+    criteria = arg("--criteria", ",".join(RUN_ORDER)).split(",")
+    if set(criteria) - set(CRITERIA):
+        raise SystemExit(f"--criteria must name criteria from {', '.join(CRITERIA)}")
     if "--write-only" in sys.argv:
-        runs = [json.loads(p.read_text()) for c in RUN_ORDER for f in FRACTIONS
-                if (p := RUNS / f"{c}_{round(f * 1000):04d}.json").exists()]
-        write_results(base_meta, runs, choice, s, time.perf_counter() - t0)
+        write_results(base_meta, finished_runs(), choice, s, time.perf_counter() - t0)
         return
-    for criterion in RUN_ORDER:
-        runs += run_chain(criterion, baseline, data, s, base_meta, choice)
-        write_results(base_meta, runs, choice, s, time.perf_counter() - t0)
+    for seed in seeds:
+        for criterion in criteria:
+            run_chain(criterion, baseline, data, s, base_meta, choice, seed)
+            write_results(base_meta, finished_runs(), choice, s, time.perf_counter() - t0)
     log(f"done in {(time.perf_counter() - t0) / 60:.1f} min")
 
 
