@@ -130,3 +130,25 @@ def test_design_round_trips_the_switch():
     assert Design.from_dict({"part": "xc7z020clg400-1"}).fold_activations is True  # older fit.json files
     with pytest.raises(InputError, match="fold_activations"):
         Design.from_dict({"part": "xc7z020clg400-1", "fold_activations": "yes"})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("io_type", ["io_stream", "io_parallel"])
+def test_activation_read_by_a_flatten_is_folded_exactly(io_type, tmp_path):
+    """hls4ml builds Flatten as an alias of its input stream/array: with the activation gone
+    it must alias the convolution's output instead (found by the fuzzer)."""
+    from qkeras import QActivation, QConv2D, QDense
+
+    from fpgacnn.hls.csim import csim
+    from fpgacnn.hls.generate import generate
+
+    keras.utils.set_random_seed(0)
+    q = dict(kernel_quantizer="quantized_bits(6,0,alpha=1)", bias_quantizer="quantized_bits(6,0,alpha=1)")
+    i = keras.Input((4, 4, 1), name="img")
+    h = QConv2D(2, 1, name="conv", **q)(i)
+    h = QActivation("quantized_relu(4,1)", name="act")(h)
+    out = QDense(3, name="logits", **q)(L.Flatten(name="flat")(h))
+    m = keras.Model(i, out)
+    project = generate(m, tmp_path / "p", x_test=_x()[:, :4, :4], io_type=io_type)
+    assert project.manifest["project"]["folded_activations"] == ["act"]
+    assert csim(project).bit_exact

@@ -81,7 +81,13 @@ class RemoveIdentityActivation:
         return same_grid and (act == "linear" or (act == "relu" and not tin.signed))
 
     def transform(self, model, node) -> bool:
+        removed, kept = node.get_output_variable(), node.get_input_variable()
         model.remove_node(node)
+        # hls4ml makes a Flatten (io_stream) or Reshape (io_parallel) output an alias of its
+        # input; one that aliased the activation's output now aliases what it read
+        for var in model.output_vars.values():
+            if getattr(var, "input_var", None) is removed:
+                var.input_var, var.type = kept, kept.type
         return True
 
 
