@@ -48,11 +48,18 @@ BASELINE = WORK / "cifar10_baseline.h5"
 # "sqrt_params": the same cost rule re-planned on the current model at every step; it drifts
 #   into alternating wide and 4-kernel layers (see the discussion in trim_cifar10_replanned.md).
 # "score": the ranking probe's choice below (no cost), the first result.
+# "shared": every criterion trims to the *same* widths, those of the random criterion's
+#   planned cut, so criteria differ only in which kernels of a layer they keep. It asks
+#   whether a criterion chooses kernels well, apart from how its scores split the budget
+#   between layers. Random under it is the planned random chain (the same widths by
+#   construction), copied rather than rerun.
 ALLOCATIONS = {
     "planned": {"cost": "sqrt_params", "runs": WORK / "trim_cifar10_runs_planned", "stem": "trim_cifar10"},
     "sqrt_params": {"cost": "sqrt_params", "runs": WORK / "trim_cifar10_runs_sqrt_params",
                     "stem": "trim_cifar10_replanned"},
     "score": {"cost": None, "runs": WORK / "trim_cifar10_runs_augmented", "stem": "trim_cifar10_score_only"},
+    "shared": {"cost": "sqrt_params", "runs": WORK / "trim_cifar10_runs_shared", "stem": "trim_cifar10_shared_widths",
+               "widths_from": "random"},
 }
 RUNS = ALLOCATIONS["planned"]["runs"]
 STEM = ALLOCATIONS["planned"]["stem"]
@@ -218,11 +225,15 @@ ALLOCATION_WORDS = {
                "of the baseline to that budget (same criterion, same cost rule); the step re-scores the current "
                "model only to choose which kernels of each layer go (`trim_schedule(target={'widths': ...})`).",
     "sqrt_params": "**Allocation re-planned at every step** on the current model (`--allocation sqrt_params`).",
+    "shared": "**One allocation for every criterion** (`--allocation shared`): each step's kernels per layer are "
+              "those of the random criterion's planned cut of the baseline, so the criteria differ only in which "
+              "kernels of each layer they keep. The random rows are the planned random chain (the same widths by "
+              "construction), not a rerun.",
 }
 
 
 def select_allocation(choice: dict, argv: list[str]) -> dict:
-    """Apply ``--allocation planned|sqrt_params|score`` (default planned) to the probe's choice."""
+    """Apply ``--allocation planned|sqrt_params|score|shared`` (default planned) to the probe's choice."""
     global RUNS, STEM
     name = argv[argv.index("--allocation") + 1] if "--allocation" in argv else "planned"
     if name not in ALLOCATIONS:
@@ -273,8 +284,9 @@ def run_chain(criterion, baseline, data, s, base_meta, choice, seed: int = 0) ->
             continue
         t0 = time.perf_counter()
         target = {"params": frac * base_meta["params"]}
-        if choice["allocation"] == "planned":
-            target = {"widths": planned_widths(criterion, baseline, x, y, target, s, choice)}
+        if choice["allocation"] in ("planned", "shared"):
+            planner = ALLOCATIONS[choice["allocation"]].get("widths_from", criterion)
+            target = {"widths": planned_widths(planner, baseline, x, y, target, s, choice)}
         res = trim_schedule(current, x, y, target=target, criterion=criterion,
                             rounds=1, finetune_epochs=s["finetune_epochs"], distill=True, teacher=teacher,
                             temperature=s["temperature"], alpha=s["alpha"], x_val=data.x_val, y_val=data.y_val,

@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "relevance_scores": "fpgacnn.trimming",
     "trim": "fpgacnn.trimming",
+    "trim_schedule": "fpgacnn.trimming",
     "quantize": "fpgacnn.quantization",
     "generate": "fpgacnn.hls.generate",
     "Project": "fpgacnn.hls.project",

@@ -267,6 +267,10 @@ def estimate_cmd(model, part, clock_mhz, bits, reuse, strategy, allow_code, as_j
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True)
 @click.option("--criterion", type=click.Choice(["relevance", "relevance_weighted", "l1", "apoz", "random"]), default="relevance", show_default=True,
               help="How kernels are scored.")
+@click.option("--allocation", type=click.Choice(["criterion", "relevance", "relevance_weighted", "l1", "apoz",
+                                                 "random"]), default="criterion", show_default=True,
+              help="Whose scores decide how many kernels each layer keeps; --criterion still picks which. "
+                   "'random' with --cost spreads deep cuts more evenly over the layers.")
 @click.option("--ranking", type=click.Choice(["layer", "global"]), default="layer", show_default=True,
               help="layer: the same fraction kept in every layer; global: one threshold over all layers.")
 @click.option("--cost", type=click.Choice(["none", "params", "macs", "sqrt_params", "sqrt_macs"]), default="none",
@@ -280,7 +284,7 @@ def estimate_cmd(model, part, clock_mhz, bits, reuse, strategy, allow_code, as_j
 @click.option("--allow-code", is_flag=True, help="Allow Lambda/custom layers to run code from the model file.")
 @click.option("--json", "as_json", is_flag=True)
 def fit_cmd(model, data, part, fps, clock_mhz, max_utilization, epochs, qat_epochs, augment, lr_schedule, criterion,
-            ranking, cost, min_kernels, trim_rounds, out, force, allow_code, as_json):
+            allocation, ranking, cost, min_kernels, trim_rounds, out, force, allow_code, as_json):
     """Find the most accurate trim level, bit width and reuse factors of MODEL that fit a part at FPS."""
     from .data import load_npz_split
     from .errors import OutputExistsError
@@ -302,7 +306,8 @@ def fit_cmd(model, data, part, fps, clock_mhz, max_utilization, epochs, qat_epoc
                  log=None if as_json else _log,
                  finetune_options={"augment": None if augment == "none" else augment, "lr_schedule": lr_schedule},
                  trim_options={"criterion": criterion, "ranking": ranking, "min_kernels": min_kernels,
-                               "cost": None if cost == "none" else cost, "rounds": trim_rounds})
+                               "cost": None if cost == "none" else cost, "rounds": trim_rounds,
+                               "allocation": None if allocation == "criterion" else allocation})
     if out:
         save_fit(result, out, force=force)
     if as_json:

@@ -132,10 +132,11 @@ def test_fit_cli_passes_the_trim_options(capsys, model_files, tmp_path, monkeypa
     np.savez(data, x=np.zeros((200, 8, 8, 1), np.float32), y=np.arange(200) % 10)
     code, _, err = run(capsys, "fit", model_files[0], "--data", data, "--part", "xc7z020", "--fps", "30",
                        "--criterion", "relevance_weighted", "--ranking", "global", "--min-kernels", "3",
-                       "--trim-rounds", "2", "--cost", "sqrt_params", "--qat-epochs", "4")
+                       "--trim-rounds", "2", "--cost", "sqrt_params", "--qat-epochs", "4",
+                       "--allocation", "random")
     assert code == 2 and "stop here" in err
     assert seen == {"criterion": "relevance_weighted", "ranking": "global", "min_kernels": 3, "rounds": 2,
-                    "cost": "sqrt_params", "qat_epochs": 4}
+                    "cost": "sqrt_params", "qat_epochs": 4, "allocation": "random"}
     code, _, err = run(capsys, "fit", model_files[0], "--data", data, "--part", "xc7z020", "--fps", "30",
                        "--criterion", "taylor")
     assert code == 2 and "'taylor' is not one of" in err
@@ -144,6 +145,8 @@ def test_fit_cli_passes_the_trim_options(capsys, model_files, tmp_path, monkeypa
 
     opt = next(p for p in fit_cmd.params if p.name == "criterion")
     assert tuple(opt.type.choices) == CRITERIA
+    opt = next(p for p in fit_cmd.params if p.name == "allocation")
+    assert tuple(opt.type.choices) == ("criterion", *CRITERIA)
     from fpgacnn.trimming.select import COSTS
 
     opt = next(p for p in fit_cmd.params if p.name == "cost")

@@ -356,6 +356,13 @@ def test_package_level_exports():
     import fpgacnn.trimming  # noqa: F401 (the package must not shadow the export)
     t = fpgacnn.trim(m, x, keep=0.5)
     assert t.get_layer("c1").kernel.shape[-1] == 2
+    # a report's widths of the trimmable layers are a valid target (the README's planned allocation)
+    plan = fpgacnn.trim_schedule(m, x, np.zeros(len(x), int), target={"keep": 0.5}, criterion="random",
+                                 rounds=1, finetune_epochs=0).report["layers"]
+    widths = {n: e["kernels_after"] for n, e in plan.items() if not e["fixed"]}
+    again = fpgacnn.trim_schedule(m, x, np.zeros(len(x), int), target={"widths": widths}, criterion="l1",
+                                  rounds=1, finetune_epochs=0).report["layers"]
+    assert {n: again[n]["kernels_after"] for n in widths} == widths
 
 
 def test_vgg16_layout_is_the_benchmark_baseline():

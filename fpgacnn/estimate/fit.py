@@ -20,7 +20,11 @@ towards the allocation that was screened: each layer ends with the number of ker
 one-shot cut of the original model gave it, and every cut re-scores only *which* kernels
 go. Re-planning the allocation at every cut drifts (a layer between two wide ones has the
 dearest kernels and keeps losing them; see the CIFAR-10 trimming benchmark), and the
-screened allocation is the one whose hardware was checked.
+screened allocation is the one whose hardware was checked. ``allocation`` lets another
+criterion's scores plan the kernels per layer while ``criterion`` still chooses which
+kernels stay: with the cost rule, "random" scores spread a deep cut more evenly over the
+layers than relevance scores do, which the CIFAR-10 benchmark found better at 5 % of the
+parameters and below (``benchmarks/results/trim_cifar10_shared_widths.md``).
 
 Every trimmed model gets its batch-norm statistics re-estimated on the representative
 images (``fpgacnn.trimming.calibrate``) before it is quantized, and again after
@@ -45,8 +49,9 @@ DEFAULT_KEEP_GRID = (1.0, 0.75, 0.5, 0.35, 0.25, 0.18, 0.125)
 DEFAULT_BITS_GRID = (8, 6, 4)
 # how fit trims: the trimmer's criterion and ranking options, plus ``rounds`` (> 1: each
 # fine-tuned candidate is reached in that many re-scored cuts, the epochs spread over them)
+# ``allocation``: the criterion whose scores plan kernels per layer (None: ``criterion``'s own)
 TRIM_DEFAULTS = {"criterion": "relevance", "ranking": "layer", "normalize": "mean", "cost": None,
-                 "min_kernels": 1, "rounds": 1}
+                 "min_kernels": 1, "rounds": 1, "allocation": None}
 
 
 def check_trim_options(options) -> dict:
@@ -63,6 +68,8 @@ def check_trim_options(options) -> dict:
         if isinstance(opts[key], bool) or not isinstance(opts[key], (int, np.integer)) or opts[key] < 1:
             raise InputError(f"trim_options['{key}'] must be an integer >= 1, got {opts[key]!r}")
     _check_options(0.5, opts["min_kernels"], opts["criterion"])
+    if opts["allocation"] is not None:
+        _check_options(0.5, opts["min_kernels"], opts["allocation"])
     check_ranking(opts["ranking"], opts["normalize"], 0.0, opts["cost"])
     return opts
 
@@ -171,7 +178,8 @@ def fit(model, x, y, part="xc7z020clg400-1", fps: float = 30, clock_mhz: float =
     e.g. ``{"augment": "flip_shift", "lr_schedule": "cosine"}``.
     ``trim_options`` (keys of ``TRIM_DEFAULTS``) choose how kernels are scored and
     allocated, as in ``fpgacnn.trimming.trim_model``; the keep grid is then the fraction of
-    all trimmable kernels. With ``rounds`` > 1 a fine-tuned candidate is reached by
+    all trimmable kernels. ``allocation`` names a criterion whose scores decide how many
+    kernels each layer keeps (default: ``criterion``'s). With ``rounds`` > 1 a fine-tuned candidate is reached by
     ``trim_schedule`` in that many re-scored cuts, ``finetune_epochs`` spread over them
     (rounded up), distilled from ``model`` throughout.
     Raises ``BudgetError`` when no point fits.
@@ -193,22 +201,31 @@ def fit(model, x, y, part="xc7z020clg400-1", fps: float = 30, clock_mhz: float =
     finetune_options = check_finetune_options(finetune_options)
     trim_opts = check_trim_options(trim_options)
     rounds = trim_opts.pop("rounds")
+    planner = trim_opts.pop("allocation") or trim_opts["criterion"]
     x, y, x_val, y_val, keeps, bits_list = _check(model, x, y, x_val, y_val, keep_grid, bits_grid, seed)
     rng = np.random.default_rng(seed)
     x_rep = x[np.sort(rng.permutation(len(x))[: int(representative)])]
     scores = kernel_scores(model, x_rep, ChannelGraph(model), criterion=trim_opts["criterion"],
                            batch_size=batch_size, seed=seed)  # once, shared by every screened level
+    plan_opts = {**trim_opts, "criterion": planner}
+    plan_scores = scores if planner == trim_opts["criterion"] else kernel_scores(
+        model, x_rep, ChannelGraph(model), criterion=planner, batch_size=batch_size, seed=seed)
 
     def trimmed_at(keep):  # the trimmed model with batch-norm statistics of its own
-        m = trim_model(model, x_rep, keep, scores=scores, batch_size=batch_size, seed=seed, **trim_opts).model
+        if planner == trim_opts["criterion"]:
+            m = trim_model(model, x_rep, keep, scores=scores, batch_size=batch_size, seed=seed, **trim_opts).model
+        else:  # the planner's kernels per layer, the criterion's choice of kernels
+            m = trim_schedule(model, x, y, target={"widths": widths_at(keep)}, rounds=1, finetune_epochs=0,
+                              representative=int(representative), batch_size=batch_size, seed=seed,
+                              recalibrate=False, **trim_opts).model
         if keep < 1.0:  # untrimmed, the training statistics are the network's own and the better estimate
             recalibrate_batchnorm(m, x_rep, batch_size=batch_size)
         return m
 
     def widths_at(keep):  # the screened allocation: kernels per trimmable layer at this level
         graph = ChannelGraph(model)
-        layers = trim_model(model, x_rep, keep, scores=scores, batch_size=batch_size, seed=seed,
-                            **trim_opts).report["layers"]
+        layers = trim_model(model, x_rep, keep, scores=plan_scores, batch_size=batch_size, seed=seed,
+                            **plan_opts).report["layers"]
         return {n: e["kernels_after"] for n, e in layers.items() if graph.group(n).trimmable}
 
     grids = {b: input_spec(x, b) for b in bits_list}
