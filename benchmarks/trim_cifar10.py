@@ -53,6 +53,8 @@ BASELINE = WORK / "cifar10_baseline.h5"
 #   whether a criterion chooses kernels well, apart from how its scores split the budget
 #   between layers. Random under it is the planned random chain (the same widths by
 #   construction), copied rather than rerun.
+# "rank": as "planned", with each layer's scores replaced by their quantiles
+#   (normalize="rank"): the criterion's own plan, graded by cost the way random scores are.
 ALLOCATIONS = {
     "planned": {"cost": "sqrt_params", "runs": WORK / "trim_cifar10_runs_planned", "stem": "trim_cifar10"},
     "sqrt_params": {"cost": "sqrt_params", "runs": WORK / "trim_cifar10_runs_sqrt_params",
@@ -60,6 +62,8 @@ ALLOCATIONS = {
     "score": {"cost": None, "runs": WORK / "trim_cifar10_runs_augmented", "stem": "trim_cifar10_score_only"},
     "shared": {"cost": "sqrt_params", "runs": WORK / "trim_cifar10_runs_shared", "stem": "trim_cifar10_shared_widths",
                "widths_from": "random"},
+    "rank": {"cost": "sqrt_params", "normalize": "rank", "runs": WORK / "trim_cifar10_runs_rank",
+             "stem": "trim_cifar10_rank"},
 }
 RUNS = ALLOCATIONS["planned"]["runs"]
 STEM = ALLOCATIONS["planned"]["stem"]
@@ -229,17 +233,22 @@ ALLOCATION_WORDS = {
               "those of the random criterion's planned cut of the baseline, so the criteria differ only in which "
               "kernels of each layer they keep. The random rows are the planned random chain (the same widths by "
               "construction), not a rerun.",
+    "rank": "**Allocation planned on the baseline with rank-normalised scores** (`--allocation rank`): as the "
+            "planned chain, but each layer's scores are replaced by their quantiles before the one threshold on "
+            "score per square root of cost, so the cost alone grades how many kernels each layer keeps and the "
+            "criterion decides which.",
 }
 
 
 def select_allocation(choice: dict, argv: list[str]) -> dict:
-    """Apply ``--allocation planned|sqrt_params|score|shared`` (default planned) to the probe's choice."""
+    """Apply ``--allocation planned|sqrt_params|score|shared|rank`` (default planned) to the probe's choice."""
     global RUNS, STEM
     name = argv[argv.index("--allocation") + 1] if "--allocation" in argv else "planned"
     if name not in ALLOCATIONS:
         raise SystemExit(f"--allocation must be one of {sorted(ALLOCATIONS)}, not {name!r}")
     RUNS, STEM = ALLOCATIONS[name]["runs"], ALLOCATIONS[name]["stem"]
-    return {**choice, "cost": ALLOCATIONS[name]["cost"], "allocation": name}
+    return {**choice, "cost": ALLOCATIONS[name]["cost"], "allocation": name,
+            "normalize": ALLOCATIONS[name].get("normalize", choice["normalize"])}
 
 
 def planned_widths(criterion, baseline, x, y, target, s, choice) -> dict[str, int]:
@@ -284,7 +293,7 @@ def run_chain(criterion, baseline, data, s, base_meta, choice, seed: int = 0) ->
             continue
         t0 = time.perf_counter()
         target = {"params": frac * base_meta["params"]}
-        if choice["allocation"] in ("planned", "shared"):
+        if choice["allocation"] in ("planned", "shared", "rank"):
             planner = ALLOCATIONS[choice["allocation"]].get("widths_from", criterion)
             target = {"widths": planned_widths(planner, baseline, x, y, target, s, choice)}
         res = trim_schedule(current, x, y, target=target, criterion=criterion,

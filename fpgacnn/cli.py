@@ -273,6 +273,9 @@ def estimate_cmd(model, part, clock_mhz, bits, reuse, strategy, allow_code, as_j
                    "'random' with --cost spreads deep cuts more evenly over the layers.")
 @click.option("--ranking", type=click.Choice(["layer", "global"]), default="layer", show_default=True,
               help="layer: the same fraction kept in every layer; global: one threshold over all layers.")
+@click.option("--normalize", type=click.Choice(["mean", "max", "zscore", "rank", "none"]), default="mean",
+              show_default=True, help="How each layer's scores are put on one scale before a global ranking; "
+              "'rank' (quantiles) lets --cost alone decide how many kernels each layer keeps, graded.")
 @click.option("--cost", type=click.Choice(["none", "params", "macs", "sqrt_params", "sqrt_macs"]), default="none",
               show_default=True, help="With --ranking global: rank kernels by score per (square root of) what "
               "each costs in parameters or MACs.")
@@ -284,7 +287,7 @@ def estimate_cmd(model, part, clock_mhz, bits, reuse, strategy, allow_code, as_j
 @click.option("--allow-code", is_flag=True, help="Allow Lambda/custom layers to run code from the model file.")
 @click.option("--json", "as_json", is_flag=True)
 def fit_cmd(model, data, part, fps, clock_mhz, max_utilization, epochs, qat_epochs, augment, lr_schedule, criterion,
-            allocation, ranking, cost, min_kernels, trim_rounds, out, force, allow_code, as_json):
+            allocation, ranking, normalize, cost, min_kernels, trim_rounds, out, force, allow_code, as_json):
     """Find the most accurate trim level, bit width and reuse factors of MODEL that fit a part at FPS."""
     from .data import load_npz_split
     from .errors import OutputExistsError
@@ -305,7 +308,8 @@ def fit_cmd(model, data, part, fps, clock_mhz, max_utilization, epochs, qat_epoc
                  y_val=split.y_val if has_val else None, finetune_epochs=epochs, qat_epochs=qat_epochs,
                  log=None if as_json else _log,
                  finetune_options={"augment": None if augment == "none" else augment, "lr_schedule": lr_schedule},
-                 trim_options={"criterion": criterion, "ranking": ranking, "min_kernels": min_kernels,
+                 trim_options={"criterion": criterion, "ranking": ranking, "normalize": normalize,
+                               "min_kernels": min_kernels,
                                "cost": None if cost == "none" else cost, "rounds": trim_rounds,
                                "allocation": None if allocation == "criterion" else allocation})
     if out:

@@ -117,10 +117,16 @@ def fresh_copy(src: Path, dst: Path) -> Path:
     return dst
 
 
+def _default_sigint():
+    # a shell starts background jobs with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: give the CLI the SIGINT a user's Ctrl-C would reach
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def build_cli(model, data, out, *extra):
     return subprocess.Popen([sys.executable, "-m", "fpgacnn.cli", "build", str(model), "--data", str(data),
                              "--out", str(out), "--epochs", "0", *extra], cwd=out.parent, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
 
 
 # ---------------------------------------------------------------- interrupted generation (CLI)
@@ -199,8 +205,9 @@ def test_interrupted_build_leaves_no_binary(tmp_path, built_project, how):
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     gxx = wait_for(lambda: _gxx_of(proc.pid), "g++ to start", proc)
     # wait until the driver has started the compiler proper, so there is a child to orphan
-    wait_for(lambda: any(c[3] != "g++" and not c[3].startswith("g++") for c in _group(gxx)) or proc.poll(),
-             "cc1plus to start")
+    wait_for(lambda: any(c[3] != "g++" and not c[3].startswith("g++") for c in _group(gxx))
+             or proc.poll() is not None, "cc1plus to start")
+    assert proc.poll() is None, "csim finished before its compiler could be interrupted"
     if how == "SIGTERM-csim":
         proc.send_signal(signal.SIGTERM)
     else:

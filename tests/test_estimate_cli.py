@@ -133,10 +133,11 @@ def test_fit_cli_passes_the_trim_options(capsys, model_files, tmp_path, monkeypa
     code, _, err = run(capsys, "fit", model_files[0], "--data", data, "--part", "xc7z020", "--fps", "30",
                        "--criterion", "relevance_weighted", "--ranking", "global", "--min-kernels", "3",
                        "--trim-rounds", "2", "--cost", "sqrt_params", "--qat-epochs", "4",
-                       "--allocation", "random")
+                       "--allocation", "random", "--normalize", "rank")
     assert code == 2 and "stop here" in err
     assert seen == {"criterion": "relevance_weighted", "ranking": "global", "min_kernels": 3, "rounds": 2,
-                    "cost": "sqrt_params", "qat_epochs": 4, "allocation": "random"}
+                    "cost": "sqrt_params", "qat_epochs": 4, "allocation": "random",
+                    "normalize": "rank"}
     code, _, err = run(capsys, "fit", model_files[0], "--data", data, "--part", "xc7z020", "--fps", "30",
                        "--criterion", "taylor")
     assert code == 2 and "'taylor' is not one of" in err
@@ -149,5 +150,9 @@ def test_fit_cli_passes_the_trim_options(capsys, model_files, tmp_path, monkeypa
     assert tuple(opt.type.choices) == ("criterion", *CRITERIA)
     from fpgacnn.trimming.select import COSTS
 
+    from fpgacnn.trimming.select import NORMALIZATIONS
+
+    opt = next(p for p in fit_cmd.params if p.name == "normalize")
+    assert tuple(opt.type.choices) == NORMALIZATIONS
     opt = next(p for p in fit_cmd.params if p.name == "cost")
     assert tuple(opt.type.choices) == ("none", *COSTS)

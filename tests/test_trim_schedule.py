@@ -44,7 +44,40 @@ def test_normalisations():
         np.testing.assert_array_equal(normalize_scores(np.zeros(3), how), np.zeros(3))
         assert list(np.argsort(normalize_scores(s, how))) == list(np.argsort(s))
     with pytest.raises(InputError, match="normalisation"):
-        normalize_scores(s, "rank")
+        normalize_scores(s, "softmax")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-3, 3), min_size=1, max_size=12), st.floats(1e-3, 1e3))
+def test_rank_normalisation_is_the_quantile_inside_the_layer(values, scale):
+    s = np.array(values, dtype=np.float64) * scale
+    r = normalize_scores(s, "rank")
+    assert abs(r.mean() - 1.0) < 1e-12  # one scale for every layer, as "mean" has
+    for i in range(len(s)):  # the layer's order, ties equal
+        for j in range(len(s)):
+            assert (s[i] < s[j]) == (r[i] < r[j]) and (s[i] == s[j]) == (r[i] == r[j])
+    if len(set(values)) == len(values):  # distinct scores: evenly spread, whatever their values
+        np.testing.assert_allclose(np.sort(r), (2 * np.arange(len(s)) + 1) / len(s))
+
+
+
+def test_rank_normalisation_grades_a_costed_cut_that_flat_scores_make_all_or_nothing():
+    # three layers of 20 kernels with nearly equal scores, the way activation scores look
+    # after mean normalisation, and kernels that cost 1, 2 and 4
+    rng = np.random.default_rng(0)
+    raw = {g: 1.0 + 0.05 * rng.random(20) for g in range(3)}
+    costs = {0: 1.0, 1: 2.0, 2: 4.0}
+
+    def kept(how):
+        scores = {g: normalize_scores(s, how) for g, s in raw.items()}
+        masks = select(scores, 0.5, ranking="global", min_kernels=2, costs=costs)
+        return [int(masks[g].sum()) for g in range(3)]
+
+    flat, graded = kept("mean"), kept("rank")
+    assert sum(flat) == sum(graded) == 30
+    assert flat[0] == 20 and flat[2] == 2  # the cheap layer whole, the dear one on its floor
+    assert all(2 < n < 20 for n in graded)  # every layer cut by a graded amount
+    assert graded[0] > graded[1] > graded[2]
 
 
 # ---- selection -------------------------------------------------------------------

@@ -13,6 +13,17 @@ zero point, so dead kernels no longer rank below weak live ones, and
 half of every layer turns negative). ``"max"``, ``"zscore"`` and ``"none"`` are
 there for comparison.
 
+``"rank"`` replaces each score by its quantile in the layer (mean 1, the layer's order
+kept): every layer's scores then spread alike, so with a cost (below) how many kernels a
+layer keeps follows its cost alone, graded, while the criterion still decides which.
+That matters in deep cuts. Mean-normalised scores vary little inside a layer
+(coefficient of variation in the convs of the CIFAR-10 VGG: mostly 0.1-0.2 for the
+activation criteria, 0.02-0.07 for L1, 0.5-0.7 for random scores;
+``benchmarks/results/score_spread.md``), so against a cost each layer is kept almost
+whole or cut to its floor; random scores cut every layer by a graded amount and did
+better at 5 % of the parameters and below (``benchmarks/results/trim_cifar10.md``). The price: a dead layer
+ranks like a live one, so the layer's overall relevance no longer counts.
+
 Rankings: ``"layer"`` keeps ``keep`` of every layer's kernels (the paper's
 setting); ``"global"`` keeps the overall best ``keep`` fraction of all trimmable
 kernels under one threshold, so a layer whose kernels are mostly weak loses more
@@ -36,7 +47,7 @@ import numpy as np
 
 from fpgacnn.errors import InputError
 
-NORMALIZATIONS = ("mean", "max", "zscore", "none")
+NORMALIZATIONS = ("mean", "max", "zscore", "rank", "none")
 RANKINGS = ("layer", "global")
 COSTS = ("params", "macs", "sqrt_params", "sqrt_macs")
 
@@ -55,6 +66,10 @@ def normalize_scores(scores, how: str = "mean") -> np.ndarray:
     if how == "zscore":
         std = np.std(s)
         return (s - s.mean()) / std if std > 0 else np.zeros_like(s)
+    if how == "rank":  # mid-rank quantile, ties share it: 2 * (below + tied / 2) / n
+        ordered = np.sort(s)
+        below, up_to = np.searchsorted(ordered, s, "left"), np.searchsorted(ordered, s, "right")
+        return (below + up_to) / s.size
     raise InputError(f"unknown score normalisation '{how}' (choose from {', '.join(NORMALIZATIONS)})")
 
 
