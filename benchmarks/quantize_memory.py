@@ -14,24 +14,18 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from memory_probe import child_or_main, peak_rss_mb, rss_mb, run_children, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 N_IMAGES = (5_000, 20_000, 45_000)
 TARGET_MB = 2048  # beyond the images themselves
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def child(n: int) -> dict:
@@ -51,20 +45,14 @@ def child(n: int) -> dict:
     t0 = time.perf_counter()
     quantize(model, bits=8, x=x)
     return {"images": n, "rss_before_mb": round(before),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "peak_rss_mb": peak_rss_mb(),
             "seconds": round(time.perf_counter() - t0, 1),
             "all_relu_outputs_mb": round(relu_values * n * 4 / 2**20),
             "relu_values_per_image": relu_values, "params": int(model.count_params())}
 
 
 def main() -> None:
-    runs = []
-    for n in N_IMAGES:
-        proc = subprocess.run([sys.executable, __file__, "--child", str(n)], capture_output=True, text=True,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-        if proc.returncode != 0:
-            sys.exit(f"quantize failed:\n{proc.stderr[-3000:]}")
-        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    runs = run_children(__file__, N_IMAGES, "quantize")
     for r in runs:
         r["added_mb"] = r["peak_rss_mb"] - r["rss_before_mb"]
     result = {
@@ -73,11 +61,9 @@ def main() -> None:
         "cores": os.cpu_count(), "machine": platform.machine(),
         "target_added_mb": TARGET_MB, "runs": runs, "met": all(r["added_mb"] < TARGET_MB for r in runs),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "quantize_memory.json").write_text(json.dumps(result, indent=2) + "\n")
     rows = "\n".join(f"| {r['images']:,} | {r['rss_before_mb']:,} | {r['peak_rss_mb']:,} | {r['added_mb']:,} | "
                      f"{r['all_relu_outputs_mb']:,} | {r['seconds']} |" for r in runs)
-    (RESULTS / "quantize_memory.md").write_text(
+    write_results(RESULTS, "quantize_memory", result, (
         "# quantize: peak memory of the calibration\n\n"
         f"`{result['command']}` on {result['cores']} cores ({result['machine']}): post-training "
         f"`quantize(model, bits=8, x=x)` of the CIFAR-10 benchmark's VGG16-layout model "
@@ -89,12 +75,9 @@ def main() -> None:
         "'All ReLU outputs' is what the calibration held before it was streamed (quantizing a trimmed "
         "CIFAR-10 VGG on the 45,000 training images was killed by the kernel at 21 GB); now it keeps a count, minimum "
         "and maximum per power-of-two bin for each ReLU.\n"
-    )
+    ))
     print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        print(json.dumps(child(int(sys.argv[2]))))
-    else:
-        main()
+    child_or_main(child, main)

@@ -13,25 +13,19 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from memory_probe import child_or_main, peak_rss_mb, rss_mb, run_children, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 N_IMAGES = 10_000
 BATCH_SIZES = (64, 256)
 TARGET_MB = 2048
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def child(batch_size: int) -> dict:
@@ -53,7 +47,7 @@ def child(batch_size: int) -> dict:
     return {
         "batch_size": batch_size,
         "rss_before_pass_mb": round(before),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_rss_mb": peak_rss_mb(),
         "seconds": round(seconds, 1),
         "images_per_s": round(N_IMAGES / seconds),
         "layers_scored": len(scores),
@@ -62,13 +56,7 @@ def child(batch_size: int) -> dict:
 
 
 def main() -> None:
-    runs = []
-    for bs in BATCH_SIZES:
-        proc = subprocess.run([sys.executable, __file__, "--child", str(bs)], capture_output=True, text=True,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-        if proc.returncode != 0:
-            sys.exit(f"relevance pass failed:\n{proc.stderr[-3000:]}")
-        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    runs = run_children(__file__, BATCH_SIZES, "relevance pass")
     result = {
         "command": ".venv/bin/python benchmarks/relevance_memory.py",
         "images": N_IMAGES, "image_shape": [32, 32, 3],
@@ -77,11 +65,9 @@ def main() -> None:
         "target_peak_rss_mb": TARGET_MB, "runs": runs,
         "met": all(r["peak_rss_mb"] < TARGET_MB for r in runs),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "relevance_memory.json").write_text(json.dumps(result, indent=2) + "\n")
     rows = "\n".join(f"| {r['batch_size']} | {r['rss_before_pass_mb']} | {r['peak_rss_mb']} | {r['seconds']} | "
                      f"{r['images_per_s']} |" for r in runs)
-    (RESULTS / "relevance_memory.md").write_text(
+    write_results(RESULTS, "relevance_memory", result, (
         "# Relevance pass: peak memory\n\n"
         f"`{result['command']}` on {result['cores']} cores ({result['machine']}): `relevance_scores` over "
         f"{N_IMAGES:,} random 32x32x3 float32 images on the CIFAR-10 benchmark's VGG16-layout model "
@@ -91,12 +77,9 @@ def main() -> None:
         f"{rows}\n\nTarget: peak RSS < {TARGET_MB} MB: **{'met' if result['met'] else 'not met'}**. "
         "The RSS before the pass already holds TensorFlow, the model and the images "
         f"({N_IMAGES * 32 * 32 * 3 * 4 / 2**20:.0f} MB); the pass itself adds one batch of activations.\n"
-    )
+    ))
     print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        print(json.dumps(child(int(sys.argv[2]))))
-    else:
-        main()
+    child_or_main(child, main)
