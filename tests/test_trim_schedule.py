@@ -167,7 +167,7 @@ def test_bad_ranking_options():
     with pytest.raises(InputError, match="ranking"):
         trim_model(m, x, keep=0.5, ranking="best")
     with pytest.raises(InputError, match="normalisation"):
-        trim_model(m, x, keep=0.5, normalize="rank")
+        trim_model(m, x, keep=0.5, normalize="softmax")
     with pytest.raises(InputError, match="min_fraction"):
         trim_model(m, x, keep=0.5, min_fraction=1.5)
 
