@@ -265,7 +265,8 @@ def estimate_cmd(model, part, clock_mhz, bits, reuse, strategy, allow_code, as_j
 @click.option("--augment", type=click.Choice(["none", "shift", "flip_shift"]), default="none", show_default=True,
               help="Fine-tune on a new shifted (and flipped) view of the images every epoch.")
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True)
-@click.option("--criterion", type=click.Choice(["relevance", "relevance_weighted", "l1", "apoz", "random"]), default="relevance", show_default=True,
+@click.option("--criterion", type=click.Choice(["relevance", "relevance_weighted", "l1", "apoz", "random"]),
+              default="relevance", show_default=True,
               help="How kernels are scored.")
 @click.option("--allocation", type=click.Choice(["criterion", "relevance", "relevance_weighted", "l1", "apoz",
                                                  "random"]), default="criterion", show_default=True,

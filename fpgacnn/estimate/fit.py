@@ -25,6 +25,8 @@ criterion's scores plan the kernels per layer while ``criterion`` still chooses 
 kernels stay: with the cost rule, "random" scores spread a deep cut more evenly over the
 layers than relevance scores do, which the CIFAR-10 benchmark found better at 5 % of the
 parameters and below (``benchmarks/results/trim_cifar10_shared_widths.md``).
+``normalize="rank"`` grades the criterion's own plan the same way
+(``benchmarks/results/trim_cifar10_rank.md``).
 
 Every trimmed model gets its batch-norm statistics re-estimated on the representative
 images (``fpgacnn.trimming.calibrate``) before it is quantized, and again after
@@ -179,8 +181,8 @@ def fit(model, x, y, part="xc7z020clg400-1", fps: float = 30, clock_mhz: float =
     ``trim_options`` (keys of ``TRIM_DEFAULTS``) choose how kernels are scored and
     allocated, as in ``fpgacnn.trimming.trim_model``; the keep grid is then the fraction of
     all trimmable kernels. ``allocation`` names a criterion whose scores decide how many
-    kernels each layer keeps (default: ``criterion``'s). With ``rounds`` > 1 a fine-tuned candidate is reached by
-    ``trim_schedule`` in that many re-scored cuts, ``finetune_epochs`` spread over them
+    kernels each layer keeps (default: ``criterion``'s). With ``rounds`` > 1 a fine-tuned
+    candidate is reached by ``trim_schedule`` in that many re-scored cuts, ``finetune_epochs`` spread over them
     (rounded up), distilled from ``model`` throughout.
     Raises ``BudgetError`` when no point fits.
     """
