@@ -207,11 +207,12 @@ def fit(model, x, y, part="xc7z020clg400-1", fps: float = 30, clock_mhz: float =
     x, y, x_val, y_val, keeps, bits_list = _check(model, x, y, x_val, y_val, keep_grid, bits_grid, seed)
     rng = np.random.default_rng(seed)
     x_rep = x[np.sort(rng.permutation(len(x))[: int(representative)])]
-    scores = kernel_scores(model, x_rep, ChannelGraph(model), criterion=trim_opts["criterion"],
+    graph = ChannelGraph(model)
+    scores = kernel_scores(model, x_rep, graph, criterion=trim_opts["criterion"],
                            batch_size=batch_size, seed=seed)  # once, shared by every screened level
     plan_opts = {**trim_opts, "criterion": planner}
     plan_scores = scores if planner == trim_opts["criterion"] else kernel_scores(
-        model, x_rep, ChannelGraph(model), criterion=planner, batch_size=batch_size, seed=seed)
+        model, x_rep, graph, criterion=planner, batch_size=batch_size, seed=seed)
 
     def trimmed_at(keep):  # the trimmed model with batch-norm statistics of its own
         if planner == trim_opts["criterion"]:
@@ -225,10 +226,8 @@ def fit(model, x, y, part="xc7z020clg400-1", fps: float = 30, clock_mhz: float =
         return m
 
     def widths_at(keep):  # the screened allocation: kernels per trimmable layer at this level
-        graph = ChannelGraph(model)
-        layers = trim_model(model, x_rep, keep, scores=plan_scores, batch_size=batch_size, seed=seed,
-                            **plan_opts).report["layers"]
-        return {n: e["kernels_after"] for n, e in layers.items() if graph.group(n).trimmable}
+        return trim_model(model, x_rep, keep, scores=plan_scores, batch_size=batch_size, seed=seed,
+                          **plan_opts).widths
 
     grids = {b: input_spec(x, b) for b in bits_list}
     hw = dict(part=p, clock_mhz=clock_mhz, fps=fps, max_utilization=max_utilization, reuse_grid=reuse_grid,

@@ -27,6 +27,12 @@ class TrimResult:
     model: object
     report: dict
 
+    @property
+    def widths(self) -> dict[str, int]:
+        """Kernels kept per trimmable layer: a ``target={"widths": ...}`` for ``trim_schedule``,
+        so an allocation planned one way can be reached another."""
+        return {name: e["kernels_after"] for name, e in self.report["layers"].items() if not e["fixed"]}
+
 
 def trim_model(model, x=None, keep: float = 0.5, *, batch_size: int = 64, scores=None,
                min_kernels: int = 1, criterion: str = "relevance", seed: int = 0,
