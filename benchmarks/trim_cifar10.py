@@ -16,7 +16,7 @@ is only used to report.
 Resumable: the decoded data, the baseline, the chosen settings and every finished
 step are cached under ``benchmarks/work/``; rerunning continues where it stopped.
 
-    nice -n 10 .venv/bin/python benchmarks/trim_cifar10.py   # progress: benchmarks/work/trim_cifar10.log
+    nice -n 5 .venv/bin/python benchmarks/trim_cifar10.py   # progress: benchmarks/work/trim_cifar10.log
 """
 from __future__ import annotations
 
@@ -232,14 +232,19 @@ def select_allocation(choice: dict, argv: list[str]) -> dict:
             "normalize": ALLOCATIONS[name].get("normalize", choice["normalize"])}
 
 
-def planned_widths(criterion, baseline, x, y, target, s, choice) -> dict[str, int]:
-    """Kernels per layer of a one-shot cut of the baseline to ``target`` (no fine-tuning)."""
+def oneshot_cut(criterion, baseline, x, y, target, s, choice, recalibrate: bool = False):
+    """A one-shot cut of the baseline to ``target`` (no fine-tuning): the step's plan."""
     from fpgacnn.trimming import trim_schedule
 
     return trim_schedule(baseline, x, y, target=target, criterion=criterion, rounds=1, finetune_epochs=0,
                          ranking=choice["ranking"], normalize=choice["normalize"], cost=choice["cost"],
                          min_kernels=choice["min_kernels"], representative=s["representative"],
-                         batch_size=s["finetune_batch_size"], seed=s["seed"] + 1, recalibrate=False).widths
+                         batch_size=s["finetune_batch_size"], seed=s["seed"] + 1, recalibrate=recalibrate)
+
+
+def planned_widths(criterion, baseline, x, y, target, s, choice) -> dict[str, int]:
+    """Kernels per layer of a one-shot cut of the baseline to ``target``."""
+    return oneshot_cut(criterion, baseline, x, y, target, s, choice).widths
 
 
 def runs_dir(allocation: str, seed: int) -> Path:

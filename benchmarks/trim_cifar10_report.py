@@ -44,7 +44,7 @@ def write_results(base_meta, runs, choice, s, wall_s) -> None:
         "ranking_probe": choice["trials"],
         "wall_s_this_invocation": round(wall_s, 1),
         "cores": os.cpu_count(), "machine": platform.machine(),
-        "command": "nice -n 10 .venv/bin/python benchmarks/trim_cifar10.py --allocation " + choice["allocation"],
+        "command": "nice -n 5 .venv/bin/python benchmarks/trim_cifar10.py --allocation " + choice["allocation"],
     }
     (chain.RESULTS / f"{stem(result)}.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(result)

@@ -191,7 +191,9 @@ def fit(model, x, y, part="xc7z020clg400-1", fps: float = 30, clock_mhz: float =
     from fpgacnn.quantization import quantize
     from fpgacnn.trimming import ChannelGraph, count_macs, trim_model, trim_schedule
     from fpgacnn.trimming.calibrate import recalibrate_batchnorm
-    from fpgacnn.trimming.core import kernel_scores
+    from fpgacnn.trimming.core import group_scores, kernel_scores
+    from fpgacnn.trimming.select import select_widths
+    from fpgacnn.trimming.surgery import rebuild
     from fpgacnn.zoo import accuracy
 
     log = log or (lambda msg: None)
@@ -217,10 +219,9 @@ def fit(model, x, y, part="xc7z020clg400-1", fps: float = 30, clock_mhz: float =
     def trimmed_at(keep):  # the trimmed model with batch-norm statistics of its own
         if planner == trim_opts["criterion"]:
             m = trim_model(model, x_rep, keep, scores=scores, batch_size=batch_size, seed=seed, **trim_opts).model
-        else:  # the planner's kernels per layer, the criterion's choice of kernels
-            m = trim_schedule(model, x, y, target={"widths": widths_at(keep)}, rounds=1, finetune_epochs=0,
-                              representative=int(representative), batch_size=batch_size, seed=seed,
-                              recalibrate=False, **trim_opts).model
+        else:  # the planner's kernels per layer, the criterion's (already computed) choice of kernels
+            counts = {graph.group(p).id: n for p, n in widths_at(keep).items()}
+            m = rebuild(model, graph, select_widths(group_scores(graph, scores, trim_opts["normalize"]), counts))
         if keep < 1.0:  # untrimmed, the training statistics are the network's own and the better estimate
             recalibrate_batchnorm(m, x_rep, batch_size=batch_size)
         return m
