@@ -199,15 +199,20 @@ def _group(pgid):
 def test_interrupted_build_leaves_no_binary(tmp_path, built_project, how):
     from fpgacnn import csim
 
-    prj = fresh_copy(built_project, tmp_path / "prj")
-    before = digest(prj)
-    proc = subprocess.Popen([sys.executable, "-m", "fpgacnn.cli", "csim", str(prj), "--jobs", "1"], env=ENV,
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    gxx = wait_for(lambda: _gxx_of(proc.pid), "g++ to start", proc)
-    # wait until the driver has started the compiler proper, so there is a child to orphan
-    wait_for(lambda: any(c[3] != "g++" and not c[3].startswith("g++") for c in _group(gxx))
-             or proc.poll() is not None, "cc1plus to start")
-    assert proc.poll() is None, "csim finished before its compiler could be interrupted"
+    for attempt in range(3):
+        prj = fresh_copy(built_project, tmp_path / f"try{attempt}" / "prj")
+        before = digest(prj)
+        proc = subprocess.Popen([sys.executable, "-m", "fpgacnn.cli", "csim", str(prj), "--jobs", "1"], env=ENV,
+                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        gxx = wait_for(lambda: _gxx_of(proc.pid), "g++ to start", proc)
+        # wait until the driver has started the compiler proper, so there is a child to orphan
+        wait_for(lambda: any(c[3] != "g++" and not c[3].startswith("g++") for c in _group(gxx))
+                 or proc.poll() is not None, "cc1plus to start")
+        if proc.poll() is None:
+            break
+        finish(proc)  # on a loaded machine this poll can miss the whole build: try again
+    else:
+        pytest.fail("csim finished before its compiler could be interrupted, 3 times")
     if how == "SIGTERM-csim":
         proc.send_signal(signal.SIGTERM)
     else:
