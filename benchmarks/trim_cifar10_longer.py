@@ -6,7 +6,7 @@ the chain's model at one budget (seed 0) and goes on fine-tuning it with the sam
 then reports validation and test accuracy. One run gives every criterion it names the same extra epochs.
 
     nice -n 5 .venv/bin/python benchmarks/trim_cifar10_longer.py   # needs trim_cifar10.py's finished steps
-    nice -n 5 .venv/bin/python benchmarks/trim_cifar10_longer.py --epochs 48 --criteria relevance_weighted,untrimmed
+    nice -n 5 .venv/bin/python benchmarks/trim_cifar10_longer.py --epochs 48 --criteria relevance_weighted,l1,untrimmed
 
 Writes ``benchmarks/results/trim_cifar10_longer.{json,md}`` with every (criterion, extra
 epochs) run finished so far; resumable (one row per run).
