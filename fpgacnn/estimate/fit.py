@@ -182,8 +182,8 @@ def fit(model, x, y, part="xc7z020clg400-1", fps: float = 30, clock_mhz: float =
     allocated, as in ``fpgacnn.trimming.trim_model``; the keep grid is then the fraction of
     all trimmable kernels. ``allocation`` names a criterion whose scores decide how many
     kernels each layer keeps (default: ``criterion``'s). With ``rounds`` > 1 a fine-tuned
-    candidate is reached by ``trim_schedule`` in that many re-scored cuts, ``finetune_epochs`` spread over them
-    (rounded up), distilled from ``model`` throughout.
+    candidate is reached by ``trim_schedule`` in that many re-scored cuts, ``finetune_epochs``
+    spread over them (rounded up), distilled from ``model`` throughout.
     Raises ``BudgetError`` when no point fits.
     """
     from fpgacnn.distill import check_finetune_options, finetune
