@@ -253,6 +253,26 @@ def test_report_is_json_and_counts_are_right():
     assert rep["macs_after"] == 6 * 6 * 9 * 2 + 2 * 2 * 4 * 2 * 3 + 3 * 3 + 3 * 3
 
 
+@pytest.mark.parametrize("options,widths", [
+    ({}, {"c1": 3, "c2": 3, "fc1": 4}),
+    ({"ranking": "global"}, {"c1": 4, "c2": 1, "fc1": 4}),
+    ({"ranking": "global", "normalize": "rank"}, {"c1": 3, "c2": 2, "fc1": 4}),
+    ({"ranking": "global", "cost": "sqrt_params", "min_kernels": 2}, {"c1": 2, "c2": 2, "fc1": 5}),
+])
+def test_planned_masks_follow_every_option_and_match_trim_model(options, widths):
+    # the fit plans many levels on one set of scores and rebuilds only some: each option
+    # must reach the plan (the four give four allocations), and its widths must be what
+    # trim_model reports for the same cut
+    from fpgacnn.trimming.core import kernel_scores, mask_widths, plan_masks
+
+    m = func_model()
+    x = data(m)
+    graph = ChannelGraph(m)
+    masks = plan_masks(graph, kernel_scores(m, x, graph, criterion="relevance"), 0.6, **options)
+    assert mask_widths(graph, masks) == widths
+    assert trim_model(m, x, keep=0.6, **options).widths == widths
+
+
 @pytest.mark.parametrize("builder", [seq_model, func_model])
 @pytest.mark.parametrize("ext", [".h5", ".keras"])
 def test_trimmed_model_saves_and_reloads(tmp_path, builder, ext):

@@ -189,9 +189,9 @@ def fit(model, x, y, part="xc7z020clg400-1", fps: float = 30, clock_mhz: float =
     from fpgacnn.distill import check_finetune_options, finetune
     from fpgacnn.hls.precision import input_spec
     from fpgacnn.quantization import quantize
-    from fpgacnn.trimming import ChannelGraph, count_macs, trim_model, trim_schedule
+    from fpgacnn.trimming import ChannelGraph, count_macs, trim_schedule
     from fpgacnn.trimming.calibrate import recalibrate_batchnorm
-    from fpgacnn.trimming.core import group_scores, kernel_scores
+    from fpgacnn.trimming.core import group_scores, kernel_scores, mask_widths, plan_masks
     from fpgacnn.trimming.select import select_widths
     from fpgacnn.trimming.surgery import rebuild
     from fpgacnn.zoo import accuracy
@@ -212,23 +212,23 @@ def fit(model, x, y, part="xc7z020clg400-1", fps: float = 30, clock_mhz: float =
     graph = ChannelGraph(model)
     scores = kernel_scores(model, x_rep, graph, criterion=trim_opts["criterion"],
                            batch_size=batch_size, seed=seed)  # once, shared by every screened level
-    plan_opts = {**trim_opts, "criterion": planner}
     plan_scores = scores if planner == trim_opts["criterion"] else kernel_scores(
         model, x_rep, graph, criterion=planner, batch_size=batch_size, seed=seed)
 
+    plan_opts = {k: v for k, v in trim_opts.items() if k != "criterion"}
+
+    def masks_at(keep):  # the screened allocation at this level: keep-mask per trimmable group
+        return plan_masks(graph, plan_scores, keep, **plan_opts)
+
     def trimmed_at(keep):  # the trimmed model with batch-norm statistics of its own
-        if planner == trim_opts["criterion"]:
-            m = trim_model(model, x_rep, keep, scores=scores, batch_size=batch_size, seed=seed, **trim_opts).model
-        else:  # the planner's kernels per layer, the criterion's (already computed) choice of kernels
-            counts = {graph.group(p).id: n for p, n in widths_at(keep).items()}
-            m = rebuild(model, graph, select_widths(group_scores(graph, scores, trim_opts["normalize"]), counts))
+        masks = masks_at(keep)
+        if planner != trim_opts["criterion"]:  # the planner's widths, the criterion's choice of kernels
+            masks = select_widths(group_scores(graph, scores, trim_opts["normalize"]),
+                                  {g: int(m.sum()) for g, m in masks.items()})
+        m = rebuild(model, graph, masks)
         if keep < 1.0:  # untrimmed, the training statistics are the network's own and the better estimate
             recalibrate_batchnorm(m, x_rep, batch_size=batch_size)
         return m
-
-    def widths_at(keep):  # the screened allocation: kernels per trimmable layer at this level
-        return trim_model(model, x_rep, keep, scores=plan_scores, batch_size=batch_size, seed=seed,
-                          **plan_opts).widths
 
     grids = {b: input_spec(x, b) for b in bits_list}
     hw = dict(part=p, clock_mhz=clock_mhz, fps=fps, max_utilization=max_utilization, reuse_grid=reuse_grid,
@@ -267,7 +267,7 @@ def fit(model, x, y, part="xc7z020clg400-1", fps: float = 30, clock_mhz: float =
         keep, bits = cand["keep"], cand["bits"]
         log(f"[fit] fine-tuning keep {keep:g}, {bits} bits ...")
         if rounds > 1 and keep < 1.0:
-            student = trim_schedule(model, x, y, target={"widths": widths_at(keep)}, rounds=rounds,
+            student = trim_schedule(model, x, y, target={"widths": mask_widths(graph, masks_at(keep))}, rounds=rounds,
                                     finetune_epochs=-(-int(finetune_epochs) // rounds), teacher=model,
                                     x_val=x_val, y_val=y_val, representative=int(representative),
                                     batch_size=batch_size, learning_rate=learning_rate, seed=seed,

@@ -59,8 +59,8 @@ def trim_model(model, x=None, keep: float = 0.5, *, batch_size: int = 64, scores
         x = check_data(model, x)
     all_scores = kernel_scores(model, x, graph, criterion=criterion, batch_size=batch_size,
                                seed=seed, scores=scores)
-    masks = select(group_scores(graph, all_scores, normalize), keep, ranking=ranking,
-                   min_kernels=min_kernels, min_fraction=min_fraction, costs=kernel_costs(graph, cost))
+    masks = plan_masks(graph, all_scores, keep, ranking=ranking, normalize=normalize,
+                       min_kernels=min_kernels, min_fraction=min_fraction, cost=cost)
     new_model = rebuild(model, graph, masks)
     report = {
         "criterion": criterion if not scores else f"{criterion}+given",
@@ -87,6 +87,22 @@ def trim(model, x=None, keep: float = 0.5, *, batch_size: int = 64, scores=None,
     return trim_model(model, x, keep, batch_size=batch_size, scores=scores, min_kernels=min_kernels,
                       criterion=criterion, seed=seed, ranking=ranking, normalize=normalize,
                       min_fraction=min_fraction, cost=cost).model
+
+
+def plan_masks(graph: ChannelGraph, all_scores, keep: float, *, ranking: str = "layer", normalize: str = "mean",
+               min_kernels: int = 1, min_fraction: float = 0.0, cost: str | None = None) -> dict[int, np.ndarray]:
+    """Keep-mask per trimmable group from already computed scores, without building a model.
+
+    The decision half of ``trim_model``: callers that try many keep levels on one set of
+    scores (the FPGA fit) plan each level here and rebuild only the ones they train.
+    """
+    return select(group_scores(graph, all_scores, normalize), keep, ranking=ranking,
+                  min_kernels=min_kernels, min_fraction=min_fraction, costs=kernel_costs(graph, cost))
+
+
+def mask_widths(graph: ChannelGraph, masks: dict[int, np.ndarray]) -> dict[str, int]:
+    """Kernels kept per producer of every trimmable group (``TrimResult.widths``'s shape)."""
+    return {p: int(masks[g.id].sum()) for g in graph.groups if g.trimmable for p in g.producers}
 
 
 def kernel_scores(model, x, graph: ChannelGraph, *, criterion: str = "relevance", batch_size: int = 64,
