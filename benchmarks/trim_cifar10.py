@@ -110,6 +110,23 @@ def accuracy(model, x, y) -> float:
     return float(np.mean(np.argmax(model.predict(x, batch_size=512, verbose=0), axis=1) == y))
 
 
+def save_row(path: Path, row: dict) -> None:
+    """One finished run of a side study, so that rerunning the study skips it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(row, indent=2) + "\n")
+
+
+def read_rows(directory: Path) -> list[dict]:
+    """Every finished run a side study saved with ``save_row`` (none before its first)."""
+    return [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))] if directory.exists() else []
+
+
+def write_markdown(path: Path, text: str) -> None:
+    """Write a generated result page, keeping the hand-written ``## Discussion`` it may end with."""
+    old = path.read_text() if path.exists() else ""
+    path.write_text(text + (old[old.index("\n## Discussion"):] if "\n## Discussion" in old else ""))
+
+
 def train_baseline(data, s) -> dict:
     """Train (or load) the baseline; its numbers are cached beside the .h5."""
     from tensorflow import keras
@@ -124,7 +141,24 @@ def train_baseline(data, s) -> dict:
 
     assert tuple(s["convs_per_block"]) == (2, 2, 3, 3, 3)
     model = vgg16_layout(s["widths"], s["dense"], seed=s["seed"])
-    steps = s["baseline_epochs"] * int(np.ceil(len(data.x_train) / s["baseline_batch_size"]))
+    seconds = train_supervised(model, data, s, "baseline")
+    meta = {"params": int(model.count_params()), "macs": count_macs(model),
+            "val_accuracy": accuracy(model, data.x_val, data.y_val),
+            "accuracy": accuracy(model, data.x_test, data.y_test),
+            "train_s": seconds}
+    model.save(BASELINE)
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    log(f"baseline: {meta}")
+    return meta
+
+
+def train_supervised(model, data, s, label: str) -> float:
+    """The baseline's recipe (cross-entropy, Adam with cosine decay, flipped and shifted
+    views) on ``model`` in place; returns the seconds it took."""
+    from tensorflow import keras
+
+    epochs = s["baseline_epochs"]
+    steps = epochs * int(np.ceil(len(data.x_train) / s["baseline_batch_size"]))
     lr = keras.optimizers.schedules.CosineDecay(s["baseline_learning_rate"], steps)
     aug = keras.Sequential([keras.layers.RandomFlip("horizontal", seed=s["seed"]),
                             keras.layers.RandomTranslation(0.125, 0.125, fill_mode="constant", seed=s["seed"])])
@@ -134,21 +168,14 @@ def train_baseline(data, s) -> dict:
 
     class Progress(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            log(f"baseline epoch {epoch + 1}/{s['baseline_epochs']}: loss {logs['loss']:.3f} "
+            log(f"{label} epoch {epoch + 1}/{epochs}: loss {logs['loss']:.3f} "
                 f"acc {logs['accuracy']:.3f} val_acc {logs['val_accuracy']:.3f}")
 
     t0 = time.perf_counter()
     trainer.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
-                epochs=s["baseline_epochs"], batch_size=s["baseline_batch_size"], verbose=0,
+                epochs=epochs, batch_size=s["baseline_batch_size"], verbose=0,
                 callbacks=[Progress()], shuffle=True)
-    meta = {"params": int(model.count_params()), "macs": count_macs(model),
-            "val_accuracy": accuracy(model, data.x_val, data.y_val),
-            "accuracy": accuracy(model, data.x_test, data.y_test),
-            "train_s": round(time.perf_counter() - t0, 1)}
-    model.save(BASELINE)
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    log(f"baseline: {meta}")
-    return meta
+    return round(time.perf_counter() - t0, 1)
 
 
 class CachedTeacher:

@@ -95,10 +95,7 @@ def main() -> None:
             for c, cost in VARIANTS]
     (RESULTS / "trim_cifar10_allocation.json").write_text(json.dumps({"baseline": base, "runs": rows}, indent=2)
                                                           + "\n")
-    md = RESULTS / "trim_cifar10_allocation.md"
-    keep = md.read_text()[md.read_text().index("\n## Discussion"):] if md.exists() and \
-        "\n## Discussion" in md.read_text() else ""
-    md.write_text(markdown(rows, base) + keep)
+    bench.write_markdown(RESULTS / "trim_cifar10_allocation.md", markdown(rows, base))
 
 
 if __name__ == "__main__":

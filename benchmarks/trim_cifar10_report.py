@@ -48,11 +48,7 @@ def write_results(base_meta, runs, choice, s, wall_s) -> None:
     }
     (chain.RESULTS / f"{stem(result)}.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(result)
-    md = chain.RESULTS / f"{stem(result)}.md"
-    keep = ""
-    if md.exists() and "\n## Discussion" in md.read_text():
-        keep = md.read_text()[md.read_text().index("\n## Discussion"):]
-    md.write_text(markdown(result) + keep)
+    chain.write_markdown(chain.RESULTS / f"{stem(result)}.md", markdown(result))
 
 
 def plot(result) -> None:
