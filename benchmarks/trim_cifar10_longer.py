@@ -7,6 +7,8 @@ then reports validation and test accuracy. One run gives every criterion it name
 
     nice -n 5 .venv/bin/python benchmarks/trim_cifar10_longer.py   # needs trim_cifar10.py's finished steps
     nice -n 5 .venv/bin/python benchmarks/trim_cifar10_longer.py --epochs 48 --criteria relevance_weighted,l1,untrimmed
+    nice -n 5 .venv/bin/python benchmarks/trim_cifar10_longer.py --epochs 48 --fraction 0.011 --criteria relevance_weighted
+    nice -n 5 .venv/bin/python benchmarks/trim_cifar10_longer.py --epochs 48 --allocation rank --criteria relevance_weighted
 
 Writes ``benchmarks/results/trim_cifar10_longer.{json,md}`` with every (criterion, extra
 epochs) run finished so far; resumable (one row per run).
@@ -155,10 +157,12 @@ def write(rows: list[dict], s: dict) -> None:
               "cores": os.cpu_count(), "machine": platform.machine()}
     chain.RESULTS.mkdir(parents=True, exist_ok=True)
     (chain.RESULTS / f"{STEM}.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"| {100 * r['param_fraction']:g} % | {r['criterion']} | {r['allocation'] or '–'} | {r['extra_epochs']} | {r['params']:,} | {100 * r['accuracy_before']:.2f} | "
+    lines = [f"| {100 * r['param_fraction']:g} % | {r['criterion']} | {r['allocation'] or '–'} | "
+             f"{r['extra_epochs']} | {r['params']:,} | {100 * r['accuracy_before']:.2f} | "
              f"{100 * r['accuracy']:.2f} | {100 * (r['accuracy'] - r['accuracy_before']):+.2f} | "
              f"{100 * (base['accuracy'] - r['accuracy']):.2f} |" for r in rows]
-    (chain.RESULTS / f"{STEM}.md").write_text(
+    chain.write_markdown(
+        chain.RESULTS / f"{STEM}.md",
         "# Longer fine-tuning of trimmed models\n\n"
         + "Commands: " + "; ".join(f"`{c}`" for c in commands)
         + f" ({result['cores']} cores, {result['machine']}). The chain's model at a budget (a fraction of the "

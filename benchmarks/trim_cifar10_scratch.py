@@ -40,7 +40,6 @@ import trim_cifar10_longer as longer  # noqa: E402
 
 CRITERION = "relevance_weighted"
 FRACTIONS = (0.10, 0.011)
-RECIPES = ("scratch", "scratch_distilled")
 UNIFORM = "uniform"
 # (architecture, recipe) pairs run at every budget, in order
 RUNS = ((CRITERION, "scratch"), (CRITERION, "scratch_distilled"), (UNIFORM, "scratch"))
@@ -113,7 +112,8 @@ def run(arch: str, recipe: str, fraction: float, data, baseline, s) -> dict:
            "val_accuracy": chain.accuracy(model, data.x_val, data.y_val),
            "trimmed_accuracy": trimmed_row["accuracy"], "seconds": seconds}
     if arch != UNIFORM and (row["params"] != trimmed_row["params"] or kernels != trimmed_row["kernels"]):
-        raise SystemExit(f"{name}: fresh copy has {row['params']} parameters, the trimmed model {trimmed_row['params']}")
+        raise SystemExit(f"{name}: the fresh copy's widths differ from the trimmed model's "
+                         f"({row['params']} against {trimmed_row['params']} parameters)")
     chain.save_row(done, row)
     chain.log(f"{recipe} {name}: test {row['accuracy']:.4f} (trimmed {row['trimmed_accuracy']:.4f})")
     return row
@@ -121,7 +121,7 @@ def run(arch: str, recipe: str, fraction: float, data, baseline, s) -> dict:
 
 def finished_rows() -> list[dict]:
     rows = chain.read_rows(OUT)
-    return sorted(rows, key=lambda r: (-r["param_fraction"], RUNS.index((r.get("architecture", CRITERION), r["recipe"]))))
+    return sorted(rows, key=lambda r: (-r["param_fraction"], RUNS.index((r["architecture"], r["recipe"]))))
 
 
 def main(argv=None) -> None:
