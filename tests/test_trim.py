@@ -263,12 +263,12 @@ def test_planned_masks_follow_every_option_and_match_trim_model(options, widths)
     # the fit plans many levels on one set of scores and rebuilds only some: each option
     # must reach the plan (the four give four allocations), and its widths must be what
     # trim_model reports for the same cut
-    from fpgacnn.trimming.core import kernel_scores, mask_widths, plan_masks
+    from fpgacnn.trimming.core import KernelPlan, kernel_scores, mask_widths
 
     m = func_model()
     x = data(m)
     graph = ChannelGraph(m)
-    masks = plan_masks(graph, kernel_scores(m, x, graph, criterion="relevance"), 0.6, **options)
+    masks = KernelPlan(graph, kernel_scores(m, x, graph, criterion="relevance"), **options).masks(0.6)
     assert mask_widths(graph, masks) == widths
     assert trim_model(m, x, keep=0.6, **options).widths == widths
 

@@ -191,7 +191,7 @@ def fit(model, x, y, part="xc7z020clg400-1", fps: float = 30, clock_mhz: float =
     from fpgacnn.quantization import quantize
     from fpgacnn.trimming import ChannelGraph, count_macs, trim_schedule
     from fpgacnn.trimming.calibrate import recalibrate_batchnorm
-    from fpgacnn.trimming.core import group_scores, kernel_scores, mask_widths, plan_masks
+    from fpgacnn.trimming.core import KernelPlan, group_scores, kernel_scores, mask_widths
     from fpgacnn.trimming.select import select_widths
     from fpgacnn.trimming.surgery import rebuild
     from fpgacnn.zoo import accuracy
@@ -215,16 +215,15 @@ def fit(model, x, y, part="xc7z020clg400-1", fps: float = 30, clock_mhz: float =
     plan_scores = scores if planner == trim_opts["criterion"] else kernel_scores(
         model, x_rep, graph, criterion=planner, batch_size=batch_size, seed=seed)
 
-    plan_opts = {k: v for k, v in trim_opts.items() if k != "criterion"}
-
-    def masks_at(keep):  # the screened allocation at this level: keep-mask per trimmable group
-        return plan_masks(graph, plan_scores, keep, **plan_opts)
+    # the screened allocation at every level: keep-mask per trimmable group
+    plan = KernelPlan(graph, plan_scores, **{k: v for k, v in trim_opts.items() if k != "criterion"})
+    separate = planner != trim_opts["criterion"]
+    chosen = group_scores(graph, scores, trim_opts["normalize"]) if separate else None
 
     def trimmed_at(keep):  # the trimmed model with batch-norm statistics of its own
-        masks = masks_at(keep)
-        if planner != trim_opts["criterion"]:  # the planner's widths, the criterion's choice of kernels
-            masks = select_widths(group_scores(graph, scores, trim_opts["normalize"]),
-                                  {g: int(m.sum()) for g, m in masks.items()})
+        masks = plan.masks(keep)
+        if separate:  # the planner's widths, the criterion's choice of kernels
+            masks = select_widths(chosen, {g: int(m.sum()) for g, m in masks.items()})
         m = rebuild(model, graph, masks)
         if keep < 1.0:  # untrimmed, the training statistics are the network's own and the better estimate
             recalibrate_batchnorm(m, x_rep, batch_size=batch_size)
@@ -267,7 +266,8 @@ def fit(model, x, y, part="xc7z020clg400-1", fps: float = 30, clock_mhz: float =
         keep, bits = cand["keep"], cand["bits"]
         log(f"[fit] fine-tuning keep {keep:g}, {bits} bits ...")
         if rounds > 1 and keep < 1.0:
-            student = trim_schedule(model, x, y, target={"widths": mask_widths(graph, masks_at(keep))}, rounds=rounds,
+            widths = mask_widths(graph, plan.masks(keep))
+            student = trim_schedule(model, x, y, target={"widths": widths}, rounds=rounds,
                                     finetune_epochs=-(-int(finetune_epochs) // rounds), teacher=model,
                                     x_val=x_val, y_val=y_val, representative=int(representative),
                                     batch_size=batch_size, learning_rate=learning_rate, seed=seed,

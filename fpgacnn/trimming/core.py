@@ -59,8 +59,8 @@ def trim_model(model, x=None, keep: float = 0.5, *, batch_size: int = 64, scores
         x = check_data(model, x)
     all_scores = kernel_scores(model, x, graph, criterion=criterion, batch_size=batch_size,
                                seed=seed, scores=scores)
-    masks = plan_masks(graph, all_scores, keep, ranking=ranking, normalize=normalize,
-                       min_kernels=min_kernels, min_fraction=min_fraction, cost=cost)
+    masks = KernelPlan(graph, all_scores, ranking=ranking, normalize=normalize, min_kernels=min_kernels,
+                       min_fraction=min_fraction, cost=cost).masks(keep)
     new_model = rebuild(model, graph, masks)
     report = {
         "criterion": criterion if not scores else f"{criterion}+given",
@@ -89,15 +89,25 @@ def trim(model, x=None, keep: float = 0.5, *, batch_size: int = 64, scores=None,
                       min_fraction=min_fraction, cost=cost).model
 
 
-def plan_masks(graph: ChannelGraph, all_scores, keep: float, *, ranking: str = "layer", normalize: str = "mean",
-               min_kernels: int = 1, min_fraction: float = 0.0, cost: str | None = None) -> dict[int, np.ndarray]:
-    """Keep-mask per trimmable group from already computed scores, without building a model.
+class KernelPlan:
+    """Which kernels survive at any keep ratio, from scores computed once.
 
-    The decision half of ``trim_model``: callers that try many keep levels on one set of
-    scores (the FPGA fit) plan each level here and rebuild only the ones they train.
+    The decision half of ``trim_model``. The normalised group scores and the kernels'
+    costs do not depend on the keep ratio, so callers that try many ratios on one set of
+    scores (the FPGA fit's screened levels, a schedule's search for a budget) compute
+    them once here and rebuild a model only for the ratios they keep.
     """
-    return select(group_scores(graph, all_scores, normalize), keep, ranking=ranking,
-                  min_kernels=min_kernels, min_fraction=min_fraction, costs=kernel_costs(graph, cost))
+
+    def __init__(self, graph: ChannelGraph, all_scores, *, ranking: str = "layer", normalize: str = "mean",
+                 min_kernels: int = 1, min_fraction: float = 0.0, cost: str | None = None):
+        self.graph = graph
+        self.scores = group_scores(graph, all_scores, normalize)
+        self.costs = kernel_costs(graph, cost)
+        self.options = {"ranking": ranking, "min_kernels": min_kernels, "min_fraction": min_fraction}
+
+    def masks(self, keep: float) -> dict[int, np.ndarray]:
+        """Keep-mask per trimmable group."""
+        return select(self.scores, keep, costs=self.costs, **self.options)
 
 
 def mask_widths(graph: ChannelGraph, masks: dict[int, np.ndarray]) -> dict[str, int]:

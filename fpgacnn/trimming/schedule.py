@@ -34,11 +34,10 @@ import numpy as np
 from fpgacnn.distill import check_finetune_options
 from fpgacnn.errors import InputError
 from fpgacnn.trimming.calibrate import recalibrate_batchnorm
-from fpgacnn.trimming.core import (TrimResult, _check_options, group_scores, kernel_costs,
-                                   kernel_scores, layers_report)
+from fpgacnn.trimming.core import KernelPlan, TrimResult, _check_options, kernel_scores, layers_report
 from fpgacnn.trimming.graph import ChannelGraph
 from fpgacnn.trimming.relevance import check_data
-from fpgacnn.trimming.select import check_ranking, select, select_widths
+from fpgacnn.trimming.select import check_ranking, select_widths
 from fpgacnn.trimming.surgery import count_macs, rebuild, trimmed_size
 from fpgacnn.validate import check_input_shape, check_model_weights
 
@@ -183,12 +182,11 @@ class _Round:
         self.graph = ChannelGraph(model)
         raw = kernel_scores(model, x_rep, self.graph, criterion=opts["criterion"],
                             batch_size=opts["batch_size"], seed=opts["seed"])
-        self.scores = group_scores(self.graph, raw, opts["normalize"])
-        self.costs = kernel_costs(self.graph, opts["cost"])
-
-    def masks(self, keep: float) -> dict[int, np.ndarray]:
-        return select(self.scores, keep, ranking=self.opts["ranking"], min_kernels=self.opts["min_kernels"],
-                      min_fraction=self.opts["min_fraction"], costs=self.costs)
+        self.plan = KernelPlan(self.graph, raw, ranking=opts["ranking"], normalize=opts["normalize"],
+                               min_kernels=opts["min_kernels"], min_fraction=opts["min_fraction"],
+                               cost=opts["cost"])
+        self.scores = self.plan.scores
+        self.masks = self.plan.masks
 
     def build(self, masks):
         return rebuild(self.model, self.graph, masks)
